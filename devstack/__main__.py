@@ -1,0 +1,117 @@
+"""Local stack commands: `python -m devstack {demo,up,replay,tail}`.
+
+demo    start Tansu + tritonserver + the worker on 127.0.0.1, replay dialogues, show the output
+up      start the stack and keep it running (prints the addresses) until Ctrl-C
+replay  publish dialogues into a running broker
+tail    show enriched turns, alerts and dead letters of a running broker
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import time
+
+from devstack.replay import Outgoing, conversation_messages, pick_dialogues, replay
+from devstack.tail import tail
+from worker.settings import Settings
+
+
+def topics_of(settings: Settings) -> dict[str, str]:
+    return {"enriched": settings.topic_enriched, "alerts": settings.topic_alerts,
+            "dlq": settings.topic_dlq}
+
+
+def say(msg: str) -> None:
+    print(f"\x1b[1m== {msg}\x1b[0m" if sys.stdout.isatty() else f"== {msg}", flush=True)
+
+
+async def _demo_run(bootstrap: str, settings: Settings, conversations: int, speed: float) -> dict:
+    dialogues = pick_dialogues(conversations)
+    messages = [conversation_messages(d, prefix="demo-") for d in dialogues]
+    turns = sum(len(d.utterances) for d in dialogues)
+    say(f"replaying {len(dialogues)} conversations ({turns} turns, USS + MELD test dialogues) "
+        f"at {speed:g}x, interleaved; one malformed message goes in too")
+    t0 = time.monotonic()
+    tail_task = asyncio.create_task(
+        tail(bootstrap, topics_of(settings), seconds=300, from_beginning=True, until=turns))
+    await asyncio.sleep(0.5)
+    bad = [[Outgoing(b"demo-broken", b'{"conversation_id": "demo-broken", "seq": ', 0.0)]]
+    sent = await replay(bootstrap, settings.topic_turns, messages + bad, speed=speed)
+    counts = await tail_task
+    return {"conversations": len(dialogues), "messages_sent": sent, "turns": turns,
+            **counts, "seconds": round(time.monotonic() - t0, 1)}
+
+
+def demo(args: argparse.Namespace) -> None:
+    from devstack.stack import start_stack
+
+    settings = Settings(broker_profile="tansu")
+    say("starting Tansu (Kafka protocol), tritonserver and the worker on 127.0.0.1 ...")
+    t0 = time.monotonic()
+    stack = start_stack(settings)
+    try:
+        say(f"stack ready in {time.monotonic() - t0:.1f}s: broker {stack.bootstrap}, "
+            f"triton {stack.triton.grpc_url}; logs in .devstack/logs/")
+        summary = asyncio.run(_demo_run(stack.bootstrap, settings, args.conversations,
+                                        args.speed))
+        say("summary: " + json.dumps(summary))
+        if summary["enriched"] < summary["turns"]:
+            sys.exit(f"only {summary['enriched']} of {summary['turns']} turns were enriched")
+    finally:
+        say("stopping the stack")
+        stack.stop()
+
+
+def up(args: argparse.Namespace) -> None:
+    from devstack.stack import start_stack
+
+    stack = start_stack(Settings(broker_profile="tansu"), workers=args.workers)
+    print(json.dumps({"bootstrap": stack.bootstrap, "triton_grpc": stack.triton.grpc_url,
+                      "logs": ".devstack/logs"}), flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        signal.pause()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        stack.stop()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="python -m devstack", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("demo", help="the end-to-end demo on the embedded local default")
+    d.add_argument("--conversations", type=int, default=12)
+    d.add_argument("--speed", type=float, default=10.0, help="x real time; 0 = no pauses")
+    u = sub.add_parser("up", help="start the stack and keep it running")
+    u.add_argument("--workers", type=int, default=1)
+    r = sub.add_parser("replay", help="publish dialogues into a running broker")
+    r.add_argument("--bootstrap", required=True)
+    r.add_argument("--conversations", type=int, default=50)
+    r.add_argument("--speed", type=float, default=10.0)
+    r.add_argument("--prefix", default="replay-")
+    t = sub.add_parser("tail", help="show enriched turns, alerts and dead letters")
+    t.add_argument("--bootstrap", required=True)
+    t.add_argument("--seconds", type=float, default=None)
+    t.add_argument("--from-beginning", action="store_true")
+    args = p.parse_args()
+    settings = Settings()
+    if args.cmd == "demo":
+        demo(args)
+    elif args.cmd == "up":
+        up(args)
+    elif args.cmd == "replay":
+        msgs = [conversation_messages(dlg, args.prefix) for dlg in pick_dialogues(
+            args.conversations)]
+        print(asyncio.run(replay(args.bootstrap, settings.topic_turns, msgs, args.speed)))
+    elif args.cmd == "tail":
+        asyncio.run(tail(args.bootstrap, topics_of(settings), args.seconds, args.from_beginning))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Model code, training, evaluation and export to the Triton model repository."""

@@ -1,0 +1,75 @@
+"""How often each alert threshold fires on validation data, and how precise it is.
+
+    python -m training.calibrate_alerts   # writes reports/alert_thresholds.json
+
+Per threshold: share of customer turns (USS valid) / utterances (MELD dev) whose score is at or
+below it, and precision and recall against the gold negative class (USS: mean rating < 3).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from training.data import Dialogue, label_3, load_meld, load_uss, uss_split
+from training.features import dialogue_features
+from training.model import load_checkpoint
+from training.paths import MODEL_REPOSITORY, REPORTS, ROOT
+from training.train import to_batch
+from worker.rules import score_from_probs
+
+THRESHOLDS = (-0.15, -0.2, -0.25, -0.3, -0.35, -0.4)
+
+
+def turn_scores(head, dialogues: list[Dialogue], encoder: Path) -> list[tuple[object, float]]:
+    feats = dialogue_features(dialogues, encoder)
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(dialogues), 64):
+            emb, cust, _ = to_batch(dialogues[i : i + 64], feats[i : i + 64])
+            probs = torch.softmax(head(emb, cust)[0], -1).numpy()
+            for j, d in enumerate(dialogues[i : i + 64]):
+                out += [(u, score_from_probs(probs[j, t])) for t, u in enumerate(d.utterances)]
+    return out
+
+
+def rates(scored: list[tuple[object, float]], is_negative) -> list[dict]:
+    total = len(scored)
+    negatives = sum(1 for u, _ in scored if is_negative(u))
+    rows = []
+    for th in THRESHOLDS:
+        flagged = [u for u, s in scored if s <= th]
+        hit = sum(1 for u in flagged if is_negative(u))
+        rows.append({"threshold": th, "flagged_share": round(len(flagged) / total, 4),
+                     "precision": round(hit / max(1, len(flagged)), 4),
+                     "recall": round(hit / max(1, negatives), 4)})
+    return rows
+
+
+def main() -> None:
+    head = load_checkpoint(ROOT / "training/checkpoints/turn_head.pt")
+    encoder = MODEL_REPOSITORY / "encoder/1/model.onnx"
+    uss = []
+    for corpus in ("MWOZ", "SGD"):
+        dialogues = load_uss(corpus)
+        uss += [dialogues[i] for i in uss_split(corpus)["valid"]]
+    uss_scored = [(u, s) for u, s in turn_scores(head, uss, encoder) if u.role == "customer"]
+    meld_scored = turn_scores(head, load_meld("dev"), encoder)
+    report = {
+        "command": "python -m training.calibrate_alerts",
+        "uss_valid_customer_turns": rates(uss_scored, lambda u: label_3(u.scores) == 0),
+        "meld_dev_utterances": rates(meld_scored, lambda u: u.sentiment == "negative"),
+    }
+    out = REPORTS / "alert_thresholds.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    for name in ("uss_valid_customer_turns", "meld_dev_utterances"):
+        print(name)
+        for row in report[name]:
+            print(f"  <= {row['threshold']:+.2f}: flagged {row['flagged_share']:6.1%} "
+                  f"precision {row['precision']:.2f} recall {row['recall']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Dialogue data sets: USS (MWOZ, SGD) with the published split, and MELD.
+
+A dialogue is a list of `Utterance`s in order. USS USER turns are the customer, SYSTEM turns the
+agent; the dialogue-level OVERALL line is not a turn and is dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from training.paths import SHARED_DATA
+
+USS_CORPORA = ("MWOZ", "SGD")
+LEVELS = ("very_negative", "negative", "neutral", "positive", "very_positive")
+
+
+@dataclass(frozen=True)
+class Utterance:
+    role: str  # "customer" | "agent"
+    text: str
+    scores: tuple[int, ...] = ()  # USS annotators' 1..5 ratings (customer turns only)
+    speaker: str = ""
+    sentiment: str = ""  # MELD only
+
+
+@dataclass(frozen=True)
+class Dialogue:
+    id: str
+    utterances: tuple[Utterance, ...]
+
+
+def label_5(scores: tuple[int, ...]) -> int:
+    """USS paper's 5-level label: majority vote of the ratings, ties to the lower rating (0..4)."""
+    counts = Counter(scores)
+    top = max(counts.values())
+    return min(s for s, c in counts.items() if c == top) - 1
+
+
+def label_3(scores: tuple[int, ...]) -> int:
+    """Later work's 3-class label from the mean rating: 0 negative (<3), 1 neutral, 2 positive."""
+    mean = sum(scores) / len(scores)
+    return 0 if mean < 3 else (1 if mean == 3 else 2)
+
+
+def load_uss(corpus: str, root: Path = SHARED_DATA) -> list[Dialogue]:
+    """All dialogues of one USS corpus, in file order (indices match splits.json)."""
+    dialogues: list[Dialogue] = []
+    current: list[Utterance] = []
+    with open(root / "uss" / f"{corpus}.txt", encoding="utf-8") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if not line.strip():
+                if current:
+                    name = f"{corpus.lower()}-{len(dialogues):04d}"
+                    dialogues.append(Dialogue(name, tuple(current)))
+                    current = []
+                continue
+            parts = line.split("\t")
+            role, text = parts[0], parts[1]
+            if text == "OVERALL":
+                continue
+            rated = len(parts) > 3 and parts[3]
+            scores = tuple(int(s) for s in parts[3].split(",")) if rated else ()
+            current.append(Utterance("customer" if role == "USER" else "agent", text, scores))
+    if current:
+        dialogues.append(Dialogue(f"{corpus.lower()}-{len(dialogues):04d}", tuple(current)))
+    return dialogues
+
+
+def uss_split(corpus: str, root: Path = SHARED_DATA) -> dict[str, list[int]]:
+    """The published 8:1:1 dialogue split (USDA, ASAP): train = every dialogue not held out."""
+    spec = json.loads((root / "uss" / "splits.json").read_text())[corpus]
+    n = len(load_uss(corpus, root))
+    held = set(spec["valid"]) | set(spec["test"])
+    return {
+        "train": [i for i in range(n) if i not in held],
+        "valid": sorted(spec["valid"]),
+        "test": sorted(spec["test"]),
+    }
+
+
+def load_meld(split: str, root: Path = SHARED_DATA) -> list[Dialogue]:
+    """MELD dialogues of one split ("train", "dev", "test"), decoded as UTF-8 (the files are
+    UTF-8, not Windows-1252 as the data README says). Roles: the speaker of the first
+    utterance is taken as the customer and everyone else as the agent side."""
+    rows: dict[int, list[tuple[int, dict[str, str]]]] = {}
+    with open(root / "meld" / f"{split}_sent_emo.csv", encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f):
+            rows.setdefault(int(row["Dialogue_ID"]), []).append((int(row["Utterance_ID"]), row))
+    dialogues = []
+    for did in sorted(rows):
+        turns = [r for _, r in sorted(rows[did], key=lambda x: x[0])]
+        first = turns[0]["Speaker"]
+        dialogues.append(
+            Dialogue(
+                f"meld-{split}-{did:04d}",
+                tuple(
+                    Utterance(
+                        "customer" if r["Speaker"] == first else "agent",
+                        r["Utterance"],
+                        speaker=r["Speaker"],
+                        sentiment=r["Sentiment"],
+                    )
+                    for r in turns
+                ),
+            )
+        )
+    return dialogues

@@ -1,0 +1,1 @@
+"""Streaming sentiment worker: Kafka turns -> dialogue state -> Triton -> enriched events."""

@@ -1,0 +1,122 @@
+"""The only @app.agent code: take a micro-batch, score it, emit, then store the new states."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Callable
+
+import faust
+import orjson
+import structlog
+from faust.streams import _current_event
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from worker.app import Wiring
+from worker.infer import Scorer, is_transient
+from worker.pipeline import BatchResult, Loader, Message, TurnProcessor
+from worker.records import Rejection
+from worker.settings import Settings
+from worker.state import ConversationState
+
+log = structlog.get_logger(__name__)
+
+
+def wire(w: Wiring, settings: Settings, scorer: Scorer) -> None:
+    processor = TurnProcessor(scorer, settings.alert_rules(), model_name=settings.head_model,
+                              max_message_bytes=settings.max_message_bytes,
+                              echo_text=settings.echo_text)
+
+    def load(cid: str) -> ConversationState | None:
+        raw = w.table.get(cid.encode("utf-8"))
+        return None if raw is None else ConversationState.loads(raw)
+
+    async def score(messages: list[Message], load: Loader) -> BatchResult:
+        """Retry transient Triton faults forever (bounded backoff with jitter): the agent holds
+        its batch, so the worker stops taking input instead of dropping it."""
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(is_transient),
+            wait=wait_exponential_jitter(initial=0.2, max=10.0),
+            before_sleep=lambda rs: log.warning("triton_retry", attempt=rs.attempt_number,
+                                                error=type(rs.outcome.exception()).__name__),
+            reraise=True,
+        ):
+            with attempt:
+                return await processor.process(messages, load)
+        raise AssertionError("unreachable")
+
+    async def score_isolating(messages: list[Message], load: Loader) -> BatchResult:
+        """A batch that fails for a reason of its own is retried, then split into single
+        messages so that only the turns that fail alone go to the dead-letter topic."""
+        try:
+            async for attempt in AsyncRetrying(stop=stop_after_attempt(3), reraise=True,
+                                               wait=wait_exponential_jitter(0.1, 1.0)):
+                with attempt:
+                    return await score(messages, load)
+        except Exception as exc:
+            if len(messages) == 1:
+                log.error("turn_failed", error=type(exc).__name__)
+                result = BatchResult()
+                processor.dead_letter(result, messages[0],
+                                      Rejection("inference_failed", str(exc)[:300]))
+                return result
+            log.error("batch_failed_isolating", size=len(messages), error=type(exc).__name__)
+        merged = BatchResult()
+
+        def overlay(cid: str) -> ConversationState | None:
+            if cid in merged.states:  # a copy: process() mutates what it loads
+                return ConversationState.loads(merged.states[cid][0].dumps())
+            return load(cid)
+
+        for i, msg in enumerate(messages):  # each sees the states the previous ones left
+            part = await score_isolating([msg], overlay)
+            merged.merge(part, index=i)
+        return merged
+
+    async def emit(result: BatchResult) -> None:
+        """Send every output and wait for the broker's acks before states are stored: a stored
+        state then always has its events delivered (at-least-once, no lost turn)."""
+        futures = []
+        for ev in result.enriched:
+            futures.append(await w.enriched.send(key=ev.conversation_id.encode(),
+                                                 value=orjson.dumps(ev), force=True))
+        for al in result.alerts:
+            futures.append(await w.alerts.send(key=al.conversation_id.encode(),
+                                               value=orjson.dumps(al), force=True))
+        for dl in result.dead_letters:
+            key = dl.conversation_id.encode() if dl.conversation_id else None
+            futures.append(await w.dlq.send(key=key, value=orjson.dumps(dl), force=True))
+        await asyncio.gather(*futures)
+
+    @w.app.agent(w.turns, name="score_turns")
+    async def score_turns(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.max_batch,
+                                               within=settings.max_wait_ms / 1000):
+            messages = [Message(e.message.value, e.message.key, e.message.topic,
+                                e.message.partition, e.message.offset) for e in events]
+            result = await score_isolating(messages, load)
+            await emit(result)
+            for cid, (state, idx) in result.states.items():
+                # the table picks the changelog partition from the current event: make it the
+                # event of this conversation, not the batch's last one
+                _current_event.set(weakref.ref(events[idx]))
+                w.table[cid.encode("utf-8")] = state.dumps()
+            log.info("batch", size=len(events), enriched=len(result.enriched),
+                     alerts=len(result.alerts), dead_letters=len(result.dead_letters),
+                     duplicates=result.duplicates, ended=result.ended)
+
+
+
+def health_views(w: Wiring, scorer_ok: Callable[[], bool]) -> None:
+    """/live/: the process answers. /ready/: partitions recovered, not rebalancing, Triton up."""
+
+    @w.app.page("/live/")
+    async def live(web, request):  # type: ignore[no-untyped-def]
+        return web.json({"live": True})
+
+    @w.app.page("/ready/")
+    async def ready(web, request):  # type: ignore[no-untyped-def]
+        recovered = w.app.tables.recovery.completed.is_set()
+        ok = recovered and not w.app.rebalancing and scorer_ok()
+        return web.json({"ready": ok, "recovered": recovered, "triton": scorer_ok()},
+                        status=200 if ok else 503)

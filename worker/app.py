@@ -1,0 +1,54 @@
+"""The one faust.App, built from settings; topics and the state table declared once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+
+from worker.settings import Settings
+
+# The embedded local broker (Tansu) answers ListOffsets "latest" with the last batch's base
+# offset + 1: one record per batch keeps changelog restore exact. Dead members must leave the
+# group in seconds. Production Kafka takes Faust's defaults. (shared/notes/local-infra.md)
+TANSU_PROFILE = {"producer_max_batch_size": 1, "broker_session_timeout": 6,
+                 "broker_heartbeat_interval": 1}
+
+
+@dataclass
+class Wiring:
+    app: faust.App
+    turns: faust.TopicT
+    enriched: faust.TopicT
+    alerts: faust.TopicT
+    dlq: faust.TopicT
+    table: faust.Table
+
+
+def create_app(settings: Settings) -> Wiring:
+    profile = TANSU_PROFILE if settings.broker_profile == "tansu" else {}
+    app = faust.App(
+        settings.app_id,
+        broker=settings.broker,
+        store="memory://",  # the changelog topic is the durable copy; restored at start
+        topic_partitions=settings.partitions,
+        consumer_auto_offset_reset="earliest",
+        web_host="127.0.0.1",
+        web_port=settings.web_port,
+        web_bind="127.0.0.1",
+        datadir=settings.data_dir,
+        **profile,
+    )
+
+    raw = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw",
+                       value_serializer="raw")
+
+    def raw_topic(name: str) -> faust.TopicT:
+        return app.topic(name, schema=raw, partitions=settings.partitions)
+
+    # key_type/value_type too: a table derives its serializers from them (json otherwise), and
+    # a json key serializer on the table broke decoding of the source topic's keys (seen)
+    table = app.Table("conversations", default=None, partitions=settings.partitions,
+                      key_type=bytes, value_type=bytes, schema=raw)
+    return Wiring(app, raw_topic(settings.topic_turns), raw_topic(settings.topic_enriched),
+                  raw_topic(settings.topic_alerts), raw_topic(settings.topic_dlq), table)

@@ -1,0 +1,147 @@
+"""Triton client: tokenise, bucket by length, call the encoder and the head over async gRPC;
+check the served models against what the worker sends before it starts."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import structlog
+import tritonclient.grpc.aio as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from worker.tokenizer import TurnTokenizer
+
+log = structlog.get_logger(__name__)
+
+# name -> (datatype, shape without the batch axis); -1 is a dynamic axis
+ENCODER_IO = {
+    "inputs": {"input_ids": ("INT64", (-1,)), "attention_mask": ("INT64", (-1,))},
+    "outputs": {"embedding": ("FP32", (384,))},
+}
+HEAD_IO = {
+    "inputs": {"embedding": ("FP32", (384,)), "is_customer": ("FP32", (1,)),
+               "state": ("FP32", (-1,))},
+    "outputs": {"probs": ("FP32", (5,)), "state_out": ("FP32", (-1,))},
+}
+
+
+class ModelMismatch(RuntimeError):
+    """The served model does not take or give what the worker sends and reads."""
+
+
+class Scorer(Protocol):
+    state_size: int
+
+    async def encode(self, texts: list[str]) -> np.ndarray: ...
+
+    async def step(self, embedding: np.ndarray, is_customer: np.ndarray,
+                   state: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@dataclass
+class TritonScorer:
+    """The worker's only way to the models. Stateless calls: state goes in and comes out."""
+
+    url: str
+    encoder_model: str
+    head_model: str
+    tokenizer: TurnTokenizer
+    bucket_size: int = 32
+    timeout_s: float = 10.0
+    state_size: int = 0
+    healthy: bool = True  # false while calls fail; the readiness view reads it
+
+    _channel: grpcclient.InferenceServerClient | None = None
+
+    @property
+    def _client(self) -> grpcclient.InferenceServerClient:
+        # created on first use, so that it binds to the event loop that runs the worker
+        if self._channel is None:
+            self._channel = grpcclient.InferenceServerClient(self.url)
+        return self._channel
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+
+    async def check_models(self, max_batch: int) -> None:
+        """Refuse to start unless both models are ready and their inputs, outputs, dtypes and
+        max batch size match what the worker sends (the Morpheus habit)."""
+        for name, spec in ((self.encoder_model, ENCODER_IO), (self.head_model, HEAD_IO)):
+            if not await self._client.is_model_ready(name):
+                raise ModelMismatch(f"model {name!r} is not ready")
+            meta = await self._client.get_model_metadata(name, as_json=True)
+            config = (await self._client.get_model_config(name, as_json=True))["config"]
+            served_max = int(config.get("max_batch_size", 0))
+            if served_max < 1:
+                raise ModelMismatch(f"{name}: batching is off (max_batch_size {served_max})")
+            for kind in ("inputs", "outputs"):
+                got = {t["name"]: (t["datatype"], tuple(int(d) for d in t["shape"][1:]))
+                       for t in meta[kind]}
+                for tname, (dtype, shape) in spec[kind].items():
+                    if tname not in got:
+                        raise ModelMismatch(f"{name}: no {kind[:-1]} {tname!r}; has {list(got)}")
+                    gdtype, gshape = got[tname]
+                    fixed_ok = len(gshape) == len(shape) and all(
+                        w == -1 or g == w for g, w in zip(gshape, shape, strict=True))
+                    if gdtype != dtype or not fixed_ok:
+                        raise ModelMismatch(f"{name}.{tname}: served {gdtype}{list(gshape)}, "
+                                            f"worker uses {dtype}{list(shape)}")
+            if name == self.head_model:
+                sizes = {t["name"]: int(t["shape"][-1]) for t in meta["inputs"] + meta["outputs"]}
+                if sizes["state"] != sizes["state_out"] or sizes["state"] < 1:
+                    raise ModelMismatch(f"{name}: state {sizes['state']} != {sizes['state_out']}")
+                self.state_size = sizes["state"]
+            log.info("model_checked", model=name, max_batch_size=served_max, wanted=max_batch)
+
+    async def _infer(self, model: str, inputs: dict[str, np.ndarray],
+                     outputs: list[str]) -> list[np.ndarray]:
+        tensors = []
+        for name, arr in inputs.items():
+            t = grpcclient.InferInput(name, list(arr.shape), "INT64" if arr.dtype == np.int64
+                                      else "FP32")
+            t.set_data_from_numpy(arr)
+            tensors.append(t)
+        try:
+            result = await self._client.infer(
+                model, tensors, outputs=[grpcclient.InferRequestedOutput(n) for n in outputs],
+                client_timeout=self.timeout_s)
+        except Exception:
+            self.healthy = False
+            raise
+        self.healthy = True
+        return [result.as_numpy(n) for n in outputs]
+
+    async def encode(self, texts: list[str]) -> np.ndarray:
+        """Sentence embeddings of `texts` in order: buckets of similar length, sent concurrently."""
+        buckets = self.tokenizer.buckets(texts, self.bucket_size)
+        results = await asyncio.gather(*(
+            self._infer(self.encoder_model,
+                        {"input_ids": b.input_ids, "attention_mask": b.attention_mask},
+                        ["embedding"]) for b in buckets))
+        out = np.empty((len(texts), results[0][0].shape[1]), dtype=np.float32)
+        for bucket, (emb,) in zip(buckets, results, strict=True):
+            out[bucket.rows] = emb
+        return out
+
+    async def step(self, embedding: np.ndarray, is_customer: np.ndarray,
+                   state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        probs, state_out = await self._infer(
+            self.head_model,
+            {"embedding": embedding.astype(np.float32), "is_customer": is_customer.astype(
+                np.float32), "state": state.astype(np.float32)},
+            ["probs", "state_out"])
+        return probs, state_out
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Errors worth retrying forever: the server is away or overloaded, not the input's fault."""
+    if isinstance(exc, InferenceServerException):
+        status = (exc.status() or "").upper()
+        return any(s in status for s in ("UNAVAILABLE", "DEADLINE", "RESOURCE_EXHAUSTED",
+                                         "CANCELLED", "INTERNAL", "UNKNOWN"))
+    return isinstance(exc, ConnectionError | asyncio.TimeoutError | OSError)

@@ -1,0 +1,135 @@
+"""One micro-batch of input messages -> dead letters, enriched turns, alerts and new states.
+
+Pure apart from the `Scorer` calls, so it runs the same under Faust and in unit tests. Turns of
+many conversations share one encoder call (length-bucketed); the head then runs in waves: the
+first new turn of every conversation in the batch, then the second, and so on, because a turn
+needs the state its predecessor left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from worker.enrich import alert_for, enrich, score_from_probs
+from worker.infer import Scorer
+from worker.ingest import parse
+from worker.records import Alert, ConversationEnd, DeadLetter, EnrichedTurn, Rejection, Turn
+from worker.rules import AlertRules, apply_customer_score
+from worker.state import ConversationState
+
+Loader = Callable[[str], ConversationState | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    value: bytes | None
+    key: bytes | None
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass
+class BatchResult:
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    enriched: list[EnrichedTurn] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    # conversation id -> (state to store, index of its last message in the batch)
+    states: dict[str, tuple[ConversationState, int]] = field(default_factory=dict)
+    duplicates: int = 0
+    ended: int = 0
+
+    def merge(self, part: BatchResult, index: int) -> None:
+        """Add the result of a one-message batch that was message `index` of this batch."""
+        self.dead_letters += part.dead_letters
+        self.enriched += part.enriched
+        self.alerts += part.alerts
+        self.duplicates += part.duplicates
+        self.ended += part.ended
+        for cid, (state, _) in part.states.items():
+            self.states[cid] = (state, index)
+
+
+@dataclass
+class TurnProcessor:
+    scorer: Scorer
+    rules: AlertRules
+    model_name: str
+    max_message_bytes: int = 65536
+    echo_text: bool = True
+
+    def dead_letter(self, result: BatchResult, msg: Message, rejection: Rejection) -> None:
+        result.dead_letters.append(DeadLetter.of(rejection, msg.value, msg.key, msg.topic,
+                                                 msg.partition, msg.offset))
+
+    async def process(self, messages: list[Message], load: Loader) -> BatchResult:
+        """`load` returns a fresh copy of a conversation's stored state (or None): nothing
+        passed in is mutated, so a failed call can be retried as it is."""
+        result = BatchResult()
+        states: dict[str, ConversationState] = {}
+        plans: dict[str, list[tuple[int, Turn]]] = {}
+        ending: set[str] = set()
+        planned_ids: dict[str, set[str]] = {}
+        last_seq: dict[str, int] = {}
+
+        for idx, msg in enumerate(messages):
+            item = parse(msg.value, msg.key, self.max_message_bytes)
+            if isinstance(item, Rejection):
+                self.dead_letter(result, msg, item)
+                continue
+            cid = item.conversation_id
+            if cid not in states:
+                states[cid] = load(cid) or ConversationState(cid)
+                plans[cid], planned_ids[cid] = [], set()
+                last_seq[cid] = states[cid].last_seq
+            state = states[cid]
+            result.states[cid] = (state, idx)
+            if isinstance(item, ConversationEnd):
+                if not state.ended:
+                    ending.add(cid)
+                continue
+            if state.seen(item.turn_id) or item.turn_id in planned_ids[cid]:
+                result.duplicates += 1  # redelivered: its event was emitted when first applied
+            elif state.ended or cid in ending:
+                self.dead_letter(result, msg, Rejection("conversation_ended",
+                                                  "turn after the conversation's end event", cid))
+            elif item.seq <= last_seq[cid]:
+                self.dead_letter(result, msg, Rejection(
+                    "out_of_order", f"seq {item.seq} <= last applied {last_seq[cid]}", cid))
+            else:
+                plans[cid].append((idx, item))
+                planned_ids[cid].add(item.turn_id)
+                last_seq[cid] = item.seq
+
+        turns = [t for plan in plans.values() for _, t in plan]
+        if turns:
+            embeddings = await self.scorer.encode([t.text for t in turns])
+            row_of = {id(t): i for i, t in enumerate(turns)}
+            waves = max(len(p) for p in plans.values())
+            for w in range(waves):
+                wave = [(cid, plan[w][1]) for cid, plan in plans.items() if len(plan) > w]
+                emb = embeddings[[row_of[id(t)] for _, t in wave]]
+                cust = np.array([[1.0 if t.is_customer else 0.0] for _, t in wave], np.float32)
+                h = np.stack([states[cid].hidden(self.scorer.state_size) for cid, _ in wave])
+                probs, h_new = await self.scorer.step(emb, cust, h)
+                for (cid, turn), p, hn in zip(wave, probs, h_new, strict=True):
+                    self._apply(result, states[cid], turn, p, hn)
+
+        for cid in ending:
+            states[cid].end()
+            result.ended += 1
+        return result
+
+    def _apply(self, result: BatchResult, state: ConversationState, turn: Turn,
+               probs: np.ndarray, h_new: np.ndarray) -> None:
+        score = score_from_probs(probs)
+        fired = apply_customer_score(state, score, self.rules) if turn.is_customer else []
+        state.set_hidden(h_new)
+        state.applied(turn.turn_id, turn.seq)
+        event = enrich(turn, probs, score, state, self.model_name, self.echo_text)
+        result.enriched.append(event)
+        if fired:
+            result.alerts.append(alert_for(event, fired, state))

@@ -1,0 +1,61 @@
+"""Conversation score, trend and alert rules for customer turns (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from worker.state import ConversationState
+
+
+@dataclass(frozen=True)
+class AlertRules:
+    # defaults from reports/alert_thresholds.json (python -m training.calibrate_alerts)
+    level_threshold: float = -0.3  # a customer turn at or below this score alerts
+    negative_threshold: float = -0.2  # a customer turn at or below this counts as negative
+    streak: int = 3  # this many negative customer turns in a row alert
+    drop: float = 0.35  # a fall of this much below the running score alerts
+    cooldown_turns: int = 3  # customer turns after an alert during which no new alert is raised
+    ewma_alpha: float = 0.4  # weight of the newest turn in the running score
+    trend_window: int = 5  # customer turns the trend slope is fitted on
+
+
+def score_from_probs(probs: np.ndarray) -> float:
+    """Expected level (0..4) mapped to -1..1."""
+    return float(np.clip((probs @ np.arange(5, dtype=np.float64) - 2.0) / 2.0, -1.0, 1.0))
+
+
+def trend_of(scores: list[float]) -> tuple[float, str]:
+    """Least-squares slope of the recent scores per turn, and a word for it."""
+    if len(scores) < 2:
+        return 0.0, "stable"
+    slope = float(np.polyfit(np.arange(len(scores), dtype=np.float64), scores, 1)[0])
+    return slope, ("improving" if slope > 0.05 else "worsening" if slope < -0.05 else "stable")
+
+
+def apply_customer_score(state: ConversationState, score: float, rules: AlertRules) -> list[str]:
+    """Update the running score, streak and cool-down with one customer turn; return the alert
+    rules it fires (empty when none fires or the cool-down holds them back)."""
+    previous = state.running_score
+    fired = []
+    if score <= rules.level_threshold:
+        fired.append("negative_level")
+    state.negative_streak = state.negative_streak + 1 if score <= rules.negative_threshold else 0
+    if state.negative_streak >= rules.streak:
+        fired.append("negative_streak")
+    if previous is not None and previous - score >= rules.drop:
+        fired.append("sharp_drop")
+
+    state.customer_turns += 1
+    state.running_score = score if previous is None else (
+        rules.ewma_alpha * score + (1 - rules.ewma_alpha) * previous)
+    state.recent_scores = [*state.recent_scores[-(rules.trend_window - 1):], score]
+
+    cooling = state.turns_since_alert is not None and state.turns_since_alert < rules.cooldown_turns
+    if state.turns_since_alert is not None:
+        state.turns_since_alert += 1
+    if fired and not cooling:
+        state.turns_since_alert = 0
+        return fired
+    return []

@@ -1,0 +1,59 @@
+"""Typed settings: environment variables (prefix CHAT_) and CLI flags. The only place that
+reads the environment."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from worker.rules import AlertRules
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHAT_", extra="ignore")
+
+    # Kafka
+    broker: str = Field("kafka://127.0.0.1:9092", description="bootstrap servers, faust URL form")
+    broker_profile: Literal["kafka", "tansu"] = Field(
+        "kafka", description="'tansu' applies the embedded local broker's workarounds")
+    app_id: str = Field("chat-sentiment", description="consumer group and table prefix")
+    partitions: int = Field(4, description="partitions of the turns topic and the state table")
+    topic_turns: str = "chat.turns"
+    topic_enriched: str = "chat.turns.enriched"
+    topic_alerts: str = "chat.alerts"
+    topic_dlq: str = "chat.turns.dlq"
+    # Triton
+    triton_url: str = Field("127.0.0.1:8001", description="Triton gRPC address")
+    encoder_model: str = "encoder"
+    head_model: str = "turn_head"
+    triton_timeout_s: float = 10.0
+    # micro-batching
+    max_batch: int = Field(64, description="turns per micro-batch, across conversations")
+    max_wait_ms: int = Field(20, description="longest wait to fill a micro-batch")
+    bucket_size: int = Field(32, description="turns per length bucket of an encoder call")
+    max_tokens: int = 128
+    # input limits and output content
+    max_message_bytes: int = 65536
+    echo_text: bool = Field(True, description="copy the turn's text into the enriched event")
+    # alert rules
+    # alert rules: defaults live in AlertRules
+    alert_level_threshold: float = AlertRules.level_threshold
+    alert_negative_threshold: float = AlertRules.negative_threshold
+    alert_streak: int = AlertRules.streak
+    alert_drop: float = AlertRules.drop
+    alert_cooldown_turns: int = AlertRules.cooldown_turns
+    # process
+    web_port: int = Field(6066, description="faust web (health) port, bound to 127.0.0.1")
+    data_dir: str = Field(".devstack/worker", description="faust data directory")
+    log_level: str = "INFO"
+
+    def alert_rules(self) -> AlertRules:
+        return AlertRules(
+            level_threshold=self.alert_level_threshold,
+            negative_threshold=self.alert_negative_threshold,
+            streak=self.alert_streak,
+            drop=self.alert_drop,
+            cooldown_turns=self.alert_cooldown_turns,
+        )
