@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 from transformers import AutoModel
 
@@ -51,6 +52,11 @@ def export_encoder(out: Path, opset: int = 17) -> None:
             opset_version=opset,
             dynamo=False,
         )
+    # the exporter leaves the embedding width symbolic; declare [batch, 384] as config.pbtxt does
+    graph = onnx.load(str(out))
+    graph.graph.output[0].type.tensor_type.shape.dim[1].dim_value = EMBED_DIM
+    onnx.checker.check_model(graph)
+    onnx.save(graph, str(out))
 
 
 def embed_texts(onnx_path: Path, texts: list[str], bucket_size: int = 64) -> np.ndarray:

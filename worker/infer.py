@@ -70,33 +70,37 @@ class TritonScorer:
 
     async def check_models(self, max_batch: int) -> None:
         """Refuse to start unless both models are ready and their inputs, outputs, dtypes and
-        max batch size match what the worker sends (the Morpheus habit)."""
-        for name, spec in ((self.encoder_model, ENCODER_IO), (self.head_model, HEAD_IO)):
-            if not await self._client.is_model_ready(name):
-                raise ModelMismatch(f"model {name!r} is not ready")
-            meta = await self._client.get_model_metadata(name, as_json=True)
-            config = (await self._client.get_model_config(name, as_json=True))["config"]
-            served_max = int(config.get("max_batch_size", 0))
-            if served_max < 1:
-                raise ModelMismatch(f"{name}: batching is off (max_batch_size {served_max})")
-            for kind in ("inputs", "outputs"):
-                got = {t["name"]: (t["datatype"], tuple(int(d) for d in t["shape"][1:]))
-                       for t in meta[kind]}
-                for tname, (dtype, shape) in spec[kind].items():
-                    if tname not in got:
-                        raise ModelMismatch(f"{name}: no {kind[:-1]} {tname!r}; has {list(got)}")
-                    gdtype, gshape = got[tname]
-                    fixed_ok = len(gshape) == len(shape) and all(
-                        w == -1 or g == w for g, w in zip(gshape, shape, strict=True))
-                    if gdtype != dtype or not fixed_ok:
-                        raise ModelMismatch(f"{name}.{tname}: served {gdtype}{list(gshape)}, "
-                                            f"worker uses {dtype}{list(shape)}")
-            if name == self.head_model:
-                sizes = {t["name"]: int(t["shape"][-1]) for t in meta["inputs"] + meta["outputs"]}
-                if sizes["state"] != sizes["state_out"] or sizes["state"] < 1:
-                    raise ModelMismatch(f"{name}: state {sizes['state']} != {sizes['state_out']}")
-                self.state_size = sizes["state"]
-            log.info("model_checked", model=name, max_batch_size=served_max, wanted=max_batch)
+        batching match what the worker sends (the Morpheus habit)."""
+        await self._check(self.encoder_model, ENCODER_IO, max_batch)
+        head = await self._check(self.head_model, HEAD_IO, max_batch)
+        sizes = {t["name"]: int(t["shape"][-1]) for t in head["inputs"] + head["outputs"]}
+        if sizes["state"] != sizes["state_out"] or sizes["state"] < 1:
+            raise ModelMismatch(f"{self.head_model}: state {sizes['state']} in, "
+                                f"{sizes['state_out']} out")
+        self.state_size = sizes["state"]
+
+    async def _check(self, name: str, spec: dict, max_batch: int) -> dict:
+        if not await self._client.is_model_ready(name):
+            raise ModelMismatch(f"model {name!r} is not ready")
+        meta = await self._client.get_model_metadata(name, as_json=True)
+        config = (await self._client.get_model_config(name, as_json=True))["config"]
+        served_max = int(config.get("max_batch_size", 0))
+        if served_max < 1:
+            raise ModelMismatch(f"{name}: batching is off (max_batch_size {served_max})")
+        for kind in ("inputs", "outputs"):
+            got = {t["name"]: (t["datatype"], tuple(int(d) for d in t["shape"][1:]))
+                   for t in meta[kind]}
+            for tname, (dtype, shape) in spec[kind].items():
+                if tname not in got:
+                    raise ModelMismatch(f"{name}: no {kind[:-1]} {tname!r}; has {list(got)}")
+                gdtype, gshape = got[tname]
+                fits = len(gshape) == len(shape) and all(
+                    w == -1 or g == w for g, w in zip(gshape, shape, strict=True))
+                if gdtype != dtype or not fits:
+                    raise ModelMismatch(f"{name}.{tname}: served {gdtype}{list(gshape)}, "
+                                        f"worker uses {dtype}{list(shape)}")
+        log.info("model_checked", model=name, max_batch_size=served_max, wanted=max_batch)
+        return meta
 
     async def _infer(self, model: str, inputs: dict[str, np.ndarray],
                      outputs: list[str]) -> list[np.ndarray]:

@@ -1,0 +1,52 @@
+"""Shared test helpers: message builders and a deterministic Scorer double (unit tests only;
+integration tests use the real Triton)."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import orjson
+
+from worker.pipeline import Message
+
+
+def turn(cid: str, seq: int, role: str = "customer", text: str = "hello", **extra) -> dict:
+    return {"conversation_id": cid, "turn_id": f"{cid}:{seq}", "seq": seq, "role": role,
+            "text": text, "ts": "2026-11-25T10:00:00Z", **extra}
+
+
+def msg(doc: dict | bytes, key: bytes | None = None, offset: int = 0) -> Message:
+    raw = doc if isinstance(doc, bytes) else orjson.dumps(doc)
+    if key is None and isinstance(doc, dict):
+        key = doc["conversation_id"].encode()
+    return Message(raw, key, "chat.turns", 0, offset)
+
+
+class FakeScorer:
+    """Deterministic stand-in for Triton: the embedding is a hash of the text; the step mixes
+    it into the carried state, so scores depend on the whole history, like the real head.
+    Texts containing 'awful' come out very negative."""
+
+    state_size = 4
+
+    def __init__(self) -> None:
+        self.encode_calls: list[int] = []
+        self.step_calls: list[int] = []
+
+    async def encode(self, texts: list[str]) -> np.ndarray:
+        self.encode_calls.append(len(texts))
+        out = np.zeros((len(texts), 3), dtype=np.float32)
+        for i, t in enumerate(texts):
+            out[i, 0] = (zlib.crc32(t.encode()) % 1000) / 1000.0
+            out[i, 1] = 1.0 if "awful" in t else 0.0
+        return out
+
+    async def step(self, embedding, is_customer, state):
+        self.step_calls.append(len(embedding))
+        new = 0.5 * state + np.concatenate([embedding, is_customer], axis=1)
+        logits = np.stack([8 * embedding[:, 1], np.zeros(len(embedding)),
+                           1.0 + new[:, 0], np.zeros(len(embedding)), np.zeros(len(embedding))],
+                          axis=1)
+        probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        return probs.astype(np.float32), new.astype(np.float32)

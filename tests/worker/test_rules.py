@@ -1,0 +1,49 @@
+import numpy as np
+
+from worker.rules import AlertRules, apply_customer_score, score_from_probs, trend_of
+from worker.state import ConversationState
+
+RULES = AlertRules(level_threshold=-0.5, negative_threshold=-0.2, streak=3, drop=0.5,
+                   cooldown_turns=2, ewma_alpha=0.5, trend_window=3)
+
+
+def run(scores: list[float]) -> list[list[str]]:
+    state = ConversationState("c")
+    return [apply_customer_score(state, s, RULES) for s in scores]
+
+
+def test_score_from_probs_spans_minus_one_to_one():
+    assert score_from_probs(np.array([1, 0, 0, 0, 0.0])) == -1.0
+    assert score_from_probs(np.array([0, 0, 1, 0, 0.0])) == 0.0
+    assert score_from_probs(np.array([0, 0, 0, 0, 1.0])) == 1.0
+    assert abs(score_from_probs(np.array([0, 0.5, 0.5, 0, 0])) + 0.25) < 1e-9
+
+
+def test_level_rule():
+    assert run([0.0, -0.6]) == [[], ["negative_level", "sharp_drop"]]
+
+
+def test_streak_rule_needs_consecutive_negative_turns():
+    assert run([-0.3, -0.3, 0.1, -0.3, -0.3, -0.3]) == [[], [], [], [], [], ["negative_streak"]]
+
+
+def test_sharp_drop_against_running_score():
+    assert run([0.5, 0.4, -0.1]) == [[], [], ["sharp_drop"]]
+
+
+def test_cooldown_holds_back_alerts_then_releases():
+    fired = run([-0.9, -0.9, -0.9, -0.9, -0.9])
+    assert fired[0] == ["negative_level"]
+    assert fired[1] == [] and fired[2] == []  # cool-down of 2 customer turns
+    assert "negative_level" in fired[3]
+
+
+def test_running_score_and_trend():
+    state = ConversationState("c")
+    for s in (0.4, 0.0, -0.4):
+        apply_customer_score(state, s, RULES)
+    assert state.customer_turns == 3
+    assert abs(state.running_score - (0.5 * -0.4 + 0.5 * (0.5 * 0.0 + 0.5 * 0.4))) < 1e-9
+    slope, word = trend_of(state.recent_scores)
+    assert abs(slope + 0.4) < 1e-9 and word == "worsening"
+    assert trend_of([0.1]) == (0.0, "stable")
