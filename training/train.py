@@ -137,6 +137,35 @@ def load_splits(limit: int | None) -> dict[str, dict[str, list[Dialogue]]]:
     return out
 
 
+def markdown(r: dict) -> str:
+    """The report as a table a person reads."""
+    lines = [f"# First model: {r['train_data']}", "",
+             f"Command: `{r['command']}` (seed {r['seed']}, best epoch {r['best_epoch']} of "
+             f"{r['epochs']} by USS validation macro-F1 {r['valid_macro_f1']:.3f}, "
+             f"{r['seconds']} s on 2 CPU cores).", "",
+             f"Split: {r['split']}. Label: {r['label']}.", "",
+             "| test set | model | turns | macro-F1 | " + " | ".join(LEVELS)
+             + " | 3-class acc | 3-class macro-F1 |",
+             "|---|---|---|---|" + "---|" * len(LEVELS) + "---|---|"]
+    for corpus in (*USS_CORPORA, "MWOZ+SGD"):
+        for model in ("turn_head", "majority_class"):
+            m = r["test"][corpus][model]
+            lines.append(f"| {corpus} | {model} | {m['turns']} | {m['macro_f1']:.3f} | "
+                         + " | ".join(f"{m['per_class_f1'][k]:.3f}" for k in LEVELS)
+                         + f" | {m['three_class_from_5']['accuracy']:.3f}"
+                         f" | {m['three_class_from_5']['macro_f1']:.3f} |")
+    sup = r["test"]["MWOZ+SGD"]["turn_head"]["support"]
+    meld = r["test"]["MELD"]
+    lines += ["", "Test support per level: " + ", ".join(f"{k} {v}" for k, v in sup.items()),
+              "", "3-class columns fold the predicted level (1-2 negative, 3 neutral, 4-5 "
+              "positive) against the mean-score label of later work; the model is not trained "
+              "for that scheme.", "",
+              f"MELD test sentiment (levels folded to 3 classes): macro-F1 {meld['macro_f1']:.3f}, "
+              f"weighted-F1 {meld['weighted_f1']:.3f}, accuracy {meld['accuracy']:.3f} "
+              f"({meld['turns']} utterances).", ""]
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--epochs", type=int, default=30)
@@ -223,6 +252,7 @@ def main() -> None:
     })
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(json.dumps(results, indent=2) + "\n")
+    args.report.with_suffix(".md").write_text(markdown(results))
     print(json.dumps(results["test"]["MWOZ+SGD"], indent=2))
 
 
