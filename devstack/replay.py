@@ -21,6 +21,15 @@ class Outgoing:
     value: bytes
     delay_s: float  # typing time before this message, at speed 1
 
+    def stamped(self) -> bytes:
+        """The message with `ts` set to now: the send time (turn -> event latency reads it)."""
+        try:
+            doc = orjson.loads(self.value)
+        except orjson.JSONDecodeError:
+            return self.value  # deliberately malformed messages go out as they are
+        doc["ts"] = now_iso()
+        return orjson.dumps(doc)
+
 
 def conversation_messages(dialogue: Dialogue, prefix: str = "",
                           tenant: str = "demo") -> list[Outgoing]:
@@ -78,7 +87,7 @@ async def replay(bootstrap: str, topic: str, conversations: list[list[Outgoing]]
             for m in messages:
                 if speed > 0:
                     await asyncio.sleep(m.delay_s / speed)
-                await producer.send_and_wait(topic, key=m.key, value=m.value)
+                await producer.send_and_wait(topic, key=m.key, value=m.stamped())
                 sent += 1
 
     try:
