@@ -66,6 +66,29 @@ def demo(args: argparse.Namespace) -> None:
         stack.stop()
 
 
+def benchmark(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from devstack import benchmark as bench
+    from devstack.stack import start_stack
+
+    stem = Path(args.out or ("reports/benchmark" if not args.smoke
+                             else ".devstack/benchmark-smoke"))
+    command = "python -m devstack benchmark" + (" --smoke" if args.smoke else "") + (
+        f" --triton-url {args.triton_url}" if args.triton_url else "")
+    stack = start_stack(Settings(broker_profile="tansu"), workers=0)
+    try:
+        result = bench.run(stack, bench.SMOKE if args.smoke else bench.FULL, args.triton_url)
+    finally:
+        stack.stop()
+    result["command"] = command
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    report = bench.markdown(result, command)
+    stem.with_suffix(".md").write_text(report)
+    print(report)
+
+
 def up(args: argparse.Namespace) -> None:
     from devstack.stack import start_stack
 
@@ -95,6 +118,11 @@ def main() -> None:
     r.add_argument("--conversations", type=int, default=50)
     r.add_argument("--speed", type=float, default=10.0)
     r.add_argument("--prefix", default="replay-")
+    b = sub.add_parser("benchmark", help="every performance scenario side by side")
+    b.add_argument("--smoke", action="store_true", help="seconds, not minutes (CI)")
+    b.add_argument("--triton-url", default=None,
+                   help="an external (e.g. GPU) Triton gRPC address instead of the local one")
+    b.add_argument("--out", default=None, help="report path stem (default reports/benchmark)")
     t = sub.add_parser("tail", help="show enriched turns, alerts and dead letters")
     t.add_argument("--bootstrap", required=True)
     t.add_argument("--seconds", type=float, default=None)
@@ -105,6 +133,8 @@ def main() -> None:
         demo(args)
     elif args.cmd == "up":
         up(args)
+    elif args.cmd == "benchmark":
+        benchmark(args)
     elif args.cmd == "replay":
         msgs = [conversation_messages(dlg, args.prefix) for dlg in pick_dialogues(
             args.conversations)]

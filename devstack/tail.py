@@ -50,6 +50,7 @@ async def tail(bootstrap: str, topics: dict[str, str], seconds: float | None = N
     """Print events until `seconds` pass or `until` enriched turns were seen; return counts."""
     consumer = AIOKafkaConsumer(topics["enriched"], topics["alerts"], topics["dlq"],
                                 bootstrap_servers=bootstrap, group_id=None,
+                                fetch_max_wait_ms=50,
                                 auto_offset_reset="earliest" if from_beginning else "latest")
     await consumer.start()
     color = out.isatty()

@@ -34,7 +34,8 @@ class Outputs:
 
     async def _run(self) -> None:
         consumer = AIOKafkaConsumer(*self.names, bootstrap_servers=self.bootstrap,
-                                    group_id=None, auto_offset_reset="earliest")
+                                    group_id=None, auto_offset_reset="earliest",
+                                    fetch_max_wait_ms=50)
         await consumer.start()
         self._ready.set()
         try:

@@ -46,7 +46,9 @@ def main(argv: list[str] | None = None) -> None:
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     scorer = TritonScorer(settings.triton_url, settings.encoder_model, settings.head_model,
                           TurnTokenizer(default_tokenizer_path(), settings.max_tokens),
-                          bucket_size=settings.bucket_size, timeout_s=settings.triton_timeout_s)
+                          bucket_size=settings.bucket_size,
+                          call_overhead_tokens=settings.call_overhead_tokens,
+                          timeout_s=settings.triton_timeout_s)
     try:
         asyncio.run(check_models(scorer, settings.max_batch))
     except ModelMismatch as exc:

@@ -50,6 +50,7 @@ class TritonScorer:
     head_model: str
     tokenizer: TurnTokenizer
     bucket_size: int = 32
+    call_overhead_tokens: int = 64
     timeout_s: float = 10.0
     state_size: int = 0
     healthy: bool = True  # false while calls fail; the readiness view reads it
@@ -122,7 +123,7 @@ class TritonScorer:
 
     async def encode(self, texts: list[str]) -> np.ndarray:
         """Sentence embeddings of `texts` in order: buckets of similar length, sent concurrently."""
-        buckets = self.tokenizer.buckets(texts, self.bucket_size)
+        buckets = self.tokenizer.buckets(texts, self.bucket_size, self.call_overhead_tokens)
         results = await asyncio.gather(*(
             self._infer(self.encoder_model,
                         {"input_ids": b.input_ids, "attention_mask": b.attention_mask},

@@ -32,7 +32,9 @@ class Settings(BaseSettings):
     # micro-batching
     max_batch: int = Field(64, description="turns per micro-batch, across conversations")
     max_wait_ms: int = Field(20, description="longest wait to fill a micro-batch")
-    bucket_size: int = Field(32, description="turns per length bucket of an encoder call")
+    bucket_size: int = Field(32, description="most turns in one encoder call")
+    call_overhead_tokens: int = Field(
+        64, description="cost of one encoder call in padded tokens, for length bucketing")
     max_tokens: int = 128
     # input limits and output content
     max_message_bytes: int = 65536
@@ -45,7 +47,8 @@ class Settings(BaseSettings):
     alert_drop: float = AlertRules.drop
     alert_cooldown_turns: int = AlertRules.cooldown_turns
     # process
-    web_port: int = Field(6066, description="faust web (health) port, bound to 127.0.0.1")
+    web_host: str = Field("127.0.0.1", description="address of /live/ and /ready/ (pod IP in k8s)")
+    web_port: int = Field(6066, description="faust web port: /live/ and /ready/")
     data_dir: str = Field(".devstack/worker", description="faust data directory")
     log_level: str = "INFO"
 

@@ -1,7 +1,8 @@
 """Turn tokenisation in the worker (fast Rust tokenizer), with length bucketing.
 
-On a CPU the cost of an encoder call grows with the longest turn in it, so a micro-batch is
-sorted by token length and cut into buckets before it is sent (see shared/notes/design.md).
+On a CPU an encoder call costs about what its padded tokens cost (rows x longest turn), plus a
+fixed overhead per call. A micro-batch is sorted by token length and cut where that total is
+smallest (see shared/notes/design.md and reports/benchmark.md).
 """
 
 from __future__ import annotations
@@ -29,14 +30,17 @@ class TurnTokenizer:
         self._tok.no_padding()
         self.max_tokens = max_tokens
 
-    def buckets(self, texts: list[str], bucket_size: int = 32) -> list[Bucket]:
-        """Tokenise `texts` in one call and group them by length into padded buckets."""
+    def buckets(self, texts: list[str], bucket_size: int = 32,
+                call_overhead_tokens: int = 64) -> list[Bucket]:
+        """Tokenise `texts` in one call and cut them, sorted by length, into padded buckets of
+        at most `bucket_size` rows with the least padded tokens + per-call overhead."""
         encodings = self._tok.encode_batch(texts)
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        lengths = [len(encodings[i].ids) for i in order]
         out = []
-        for start in range(0, len(order), bucket_size):
-            rows = order[start : start + bucket_size]
-            width = max(len(encodings[i].ids) for i in rows)
+        for start, stop in cut_points(lengths, bucket_size, call_overhead_tokens):
+            rows = order[start:stop]
+            width = lengths[stop - 1]
             ids = np.zeros((len(rows), width), dtype=np.int64)
             mask = np.zeros((len(rows), width), dtype=np.int64)
             for r, i in enumerate(rows):
@@ -45,6 +49,24 @@ class TurnTokenizer:
                 mask[r, :n] = 1
             out.append(Bucket(rows, ids, mask))
         return out
+
+
+def cut_points(lengths: list[int], max_rows: int, overhead: int) -> list[tuple[int, int]]:
+    """Optimal split of ascending `lengths` into runs [start, stop): minimises the sum over runs
+    of rows x longest + `overhead` (exact dynamic programme, O(n x max_rows))."""
+    n = len(lengths)
+    best = [0] + [1 << 62] * n  # best[j]: cost of the first j turns
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        for i in range(max(0, j - max_rows), j):
+            cost = best[i] + (j - i) * lengths[j - 1] + overhead
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    runs, j = [], n
+    while j > 0:
+        runs.append((cut[j], j))
+        j = cut[j]
+    return runs[::-1]
 
 
 def default_tokenizer_path() -> Path:
