@@ -78,7 +78,8 @@ def benchmark(args: argparse.Namespace) -> None:
         f" --triton-url {args.triton_url}" if args.triton_url else "")
     stack = start_stack(Settings(broker_profile="tansu"), workers=0)
     try:
-        result = bench.run(stack, bench.SMOKE if args.smoke else bench.FULL, args.triton_url)
+        result = bench.run(stack, bench.SMOKE if args.smoke else bench.FULL, args.triton_url,
+                           profile=not args.no_profile)
     finally:
         stack.stop()
     result["command"] = command
@@ -123,6 +124,7 @@ def main() -> None:
     b.add_argument("--triton-url", default=None,
                    help="an external (e.g. GPU) Triton gRPC address instead of the local one")
     b.add_argument("--out", default=None, help="report path stem (default reports/benchmark)")
+    b.add_argument("--no-profile", action="store_true", help="skip the py-spy profile")
     t = sub.add_parser("tail", help="show enriched turns, alerts and dead letters")
     t.add_argument("--bootstrap", required=True)
     t.add_argument("--seconds", type=float, default=None)

@@ -18,18 +18,24 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
+import shutil
+import signal
 import statistics
+import subprocess
+import sys
 import time
 import tracemalloc
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from devstack.broker import create_topics
+from devstack.procs import STATE_DIR
 from devstack.replay import Outgoing, conversation_messages, pick_dialogues
 from devstack.stack import Stack
 from worker.infer import TritonScorer
@@ -202,15 +208,62 @@ def fresh_topics(stack: Stack, tag: str) -> dict[str, str]:
     return env
 
 
+# where the worker's CPU goes: the innermost frame of the first module that matches
+PROFILE_CATEGORIES = (
+    ("ingest (JSON Schema validation, parse)", ("worker/ingest.py", "jsonschema", "orjson")),
+    ("tokenise + length buckets", ("worker/tokenizer.py", "tokenizers")),
+    ("Triton client (gRPC, tensors)", ("worker/infer.py", "tritonclient", "grpc")),
+    ("state (de)serialisation", ("worker/state.py",)),
+    ("enrich + alert rules", ("worker/enrich.py", "worker/rules.py")),
+    ("pipeline glue", ("worker/pipeline.py", "worker/agents.py")),
+    ("Kafka I/O + Faust (consume, produce, table)", ("faust", "aiokafka", "mode/", "kafka")),
+)
+
+
+def profile_summary(raw: str, turns: int, rate_hz: int) -> dict:
+    """py-spy raw stacks -> CPU share and CPU ms per turn by category."""
+    counts: dict[str, int] = {}
+    for line in raw.splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack:
+            continue
+        frames = stack.split(";")[::-1]  # innermost first
+        label = "other (event loop, interpreter)"
+        for frame in frames:
+            hit = next((name for name, keys in PROFILE_CATEGORIES
+                        if any(k in frame for k in keys)), None)
+            if hit:
+                label = hit
+                break
+        counts[label] = counts.get(label, 0) + int(n)
+    total = sum(counts.values()) or 1
+    return {"samples": total, "cpu_ms_per_turn": 1000 * total / rate_hz / max(1, turns),
+            "by_category": {k: {"share": v / total,
+                                "cpu_ms_per_turn": 1000 * v / rate_hz / max(1, turns)}
+                            for k, v in sorted(counts.items(), key=lambda kv: -kv[1])}}
+
+
 def worker_drain(stack: Stack, stream: list[Outgoing], turns: int, tag: str,
-                 **overrides: str) -> dict:
-    """Preload the input, start a worker, time the drain from first to last output event."""
+                 profile: bool = False, **overrides: str) -> dict:
+    """Preload the input, start a worker, time the drain from first to last output event;
+    optionally sample the worker's CPU with py-spy while it drains."""
     env = {**fresh_topics(stack, tag), **overrides}
     asyncio.run(produce(stack.bootstrap, env["CHAT_TOPIC_TURNS"], stream))
     worker = stack.start_worker(f"bench-{tag}", **env)
+    spy, rate_hz = None, 100
+    out_file = STATE_DIR / f"py-spy-{tag}.txt"
+    if profile:
+        spy = subprocess.Popen([shutil.which("py-spy") or str(Path(sys.executable).parent
+                                                           / "py-spy"),
+                                "record", "-p", str(worker.proc.pid), "-r", str(rate_hz),
+                                "-d", "600", "-f", "raw", "-o", str(out_file), "--nonblocking"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         got = asyncio.run(consume(stack.bootstrap, env["CHAT_TOPIC_ENRICHED"], turns, 600))
     finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
         worker.stop()
         stack.workers.remove(worker)
     times = sorted(t for t, _ in got)
@@ -218,7 +271,10 @@ def worker_drain(stack: Stack, stream: list[Outgoing], turns: int, tag: str,
     # (its batch) are not counted, since the span does not include their processing
     after_first = sum(1 for t in times if t > times[0])
     span = times[-1] - times[0]
-    return {"turns": len(got), "turns_per_s": after_first / span if span > 0 else 0.0}
+    result = {"turns": len(got), "turns_per_s": after_first / span if span > 0 else 0.0}
+    if profile and out_file.exists():
+        result["profile"] = profile_summary(out_file.read_text(), len(got), rate_hz)
+    return result
 
 
 def worker_latency(stack: Stack, stream: list[Outgoing], rate: float, seconds: float) -> dict:
@@ -282,7 +338,8 @@ def state_memory(conversations: int, turns: int = 50, state_size: int = 128) -> 
 # the whole run ---------------------------------------------------------------------------------
 
 
-def run(stack: Stack, scale: Scale, triton_url: str | None = None) -> dict:
+def run(stack: Stack, scale: Scale, triton_url: str | None = None,
+        profile: bool = False) -> dict:
     url = triton_url or stack.triton.grpc_url
     dialogues = pick_dialogues(scale.conversations, seed=3)
     conversations = [conversation_messages(d, prefix=f"b{i}-") for i, d in enumerate(dialogues)]
@@ -302,7 +359,8 @@ def run(stack: Stack, scale: Scale, triton_url: str | None = None) -> dict:
     out["bucketing"]["64"] = out["raw_batched"]["turns_per_s"]
     out["raw_per_turn"] = asyncio.run(raw_throughput(url, stream[: max(50, len(stream) // 4)], 1))
     worker_env = {} if not triton_url else {"CHAT_TRITON_URL": triton_url}
-    out["worker_batched"] = worker_drain(stack, stream, turns, "batched", **worker_env)
+    out["worker_batched"] = worker_drain(stack, stream, turns, "batched", profile=profile,
+                                         **worker_env)
     per_turn_stream = stream[: max(50, len(stream) // 4)]
     per_turn_turns = sum(1 for m in per_turn_stream if b'"turn_id"' in m.value)
     out["worker_per_turn"] = worker_drain(stack, per_turn_stream, per_turn_turns, "perturn",
@@ -372,4 +430,17 @@ def markdown(r: dict, command: str) -> str:
         f"- state: {r['state']['state_bytes_per_conversation']} bytes per conversation; "
         f"{r['state']['simulated_conversations']:,} simulated conversations take "
         f"{r['state']['table_bytes_per_conversation']:.0f} bytes each in a dict table, "
-        f"{r['state']['table_mb_for_100k']:.1f} MB for 100k", ""])
+        f"{r['state']['table_mb_for_100k']:.1f} MB for 100k", "", *profile_lines(r)])
+
+
+def profile_lines(r: dict) -> list[str]:
+    prof = r["worker_batched"].get("profile")
+    if not prof:
+        return []
+    lines = ["Where the worker's CPU goes per turn (py-spy, 100 Hz, during the micro-batched "
+             f"drain; {prof['cpu_ms_per_turn']:.2f} CPU ms per turn in the worker process; "
+             "Triton's own compute is in its process and not counted here):", "",
+             "| part | share | CPU ms per turn |", "|---|---|---|"]
+    lines += [f"| {k} | {v['share']:.1%} | {v['cpu_ms_per_turn']:.2f} |"
+              for k, v in prof["by_category"].items()]
+    return [*lines, ""]

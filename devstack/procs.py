@@ -36,6 +36,7 @@ class Server:
         self.cwd = cwd or ROOT
         self.log_path = STATE_DIR / "logs" / f"{name}.log"
         self.proc: subprocess.Popen | None = None
+        self.web_port: int | None = None  # a worker's health/metrics port
 
     def start(self) -> Server:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

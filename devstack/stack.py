@@ -45,6 +45,7 @@ class Stack:
                 return False
 
         server.wait_until(ready, timeout=120)
+        server.web_port = port
         self.workers.append(server)
         return server
 

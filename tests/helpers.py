@@ -10,17 +10,22 @@ import orjson
 
 from worker.pipeline import Message
 
+_next_offset = 0
+
 
 def turn(cid: str, seq: int, role: str = "customer", text: str = "hello", **extra) -> dict:
     return {"conversation_id": cid, "turn_id": f"{cid}:{seq}", "seq": seq, "role": role,
             "text": text, "ts": "2026-11-25T10:00:00Z", **extra}
 
 
-def msg(doc: dict | bytes, key: bytes | None = None, offset: int = 0) -> Message:
+def msg(doc: dict | bytes, key: bytes | None = None, offset: int | None = None) -> Message:
     raw = doc if isinstance(doc, bytes) else orjson.dumps(doc)
     if key is None and isinstance(doc, dict):
         key = doc["conversation_id"].encode()
-    return Message(raw, key, "chat.turns", 0, offset)
+    # each message gets the next offset unless told, as on a real partition
+    global _next_offset
+    _next_offset += 1
+    return Message(raw, key, "chat.turns", 0, _next_offset if offset is None else offset)
 
 
 class FakeScorer:

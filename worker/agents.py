@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 import weakref
 from collections.abc import Callable
+from datetime import datetime
 
 import faust
 import orjson
 import structlog
 from faust.streams import _current_event
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
+from worker import metrics
 from worker.app import Wiring
 from worker.infer import Scorer, is_transient
 from worker.pipeline import BatchResult, Loader, Message, TurnProcessor
@@ -20,6 +31,7 @@ from worker.settings import Settings
 from worker.state import ConversationState
 
 log = structlog.get_logger(__name__)
+PROMETHEUS_TYPE = "; ".join(p.strip() for p in CONTENT_TYPE_LATEST.split(";") if "charset" not in p)
 
 
 def wire(w: Wiring, settings: Settings, scorer: Scorer) -> None:
@@ -37,8 +49,7 @@ def wire(w: Wiring, settings: Settings, scorer: Scorer) -> None:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(is_transient),
             wait=wait_exponential_jitter(initial=0.2, max=10.0),
-            before_sleep=lambda rs: log.warning("triton_retry", attempt=rs.attempt_number,
-                                                error=type(rs.outcome.exception()).__name__),
+            before_sleep=_log_retry("transient"),
             reraise=True,
         ):
             with attempt:
@@ -50,7 +61,8 @@ def wire(w: Wiring, settings: Settings, scorer: Scorer) -> None:
         messages so that only the turns that fail alone go to the dead-letter topic."""
         try:
             async for attempt in AsyncRetrying(stop=stop_after_attempt(3), reraise=True,
-                                               wait=wait_exponential_jitter(0.1, 1.0)):
+                                               wait=wait_exponential_jitter(0.1, 1.0),
+                                               before_sleep=_log_retry("failed_batch")):
                 with attempt:
                     return await score(messages, load)
         except Exception as exc:
@@ -94,8 +106,11 @@ def wire(w: Wiring, settings: Settings, scorer: Scorer) -> None:
                                                within=settings.max_wait_ms / 1000):
             messages = [Message(e.message.value, e.message.key, e.message.topic,
                                 e.message.partition, e.message.offset) for e in events]
+            metrics.MESSAGES_IN.inc(len(messages))
+            metrics.BATCH_SIZE.observe(len(messages))
             result = await score_isolating(messages, load)
             await emit(result)
+            count(result)
             for cid, (state, idx) in result.states.items():
                 # the table picks the changelog partition from the current event: make it the
                 # event of this conversation, not the batch's last one
@@ -107,8 +122,41 @@ def wire(w: Wiring, settings: Settings, scorer: Scorer) -> None:
 
 
 
+def _log_retry(kind: str) -> Callable[[RetryCallState], None]:
+    def before_sleep(rs: RetryCallState) -> None:
+        metrics.RETRIES.labels(kind).inc()
+        log.warning("triton_retry", kind=kind, attempt=rs.attempt_number,
+                    error=type(rs.outcome.exception()).__name__)
+
+    return before_sleep
+
+
+def count(result: BatchResult) -> None:
+    """Metrics of one emitted batch."""
+    metrics.TURNS_ENRICHED.inc(len(result.enriched))
+    metrics.DUPLICATES.inc(result.duplicates)
+    metrics.CONVERSATIONS_ENDED.inc(result.ended)
+    for dl in result.dead_letters:
+        metrics.DEAD_LETTERS.labels(dl.reason).inc()
+    for alert in result.alerts:
+        for rule in alert.rules:
+            metrics.ALERTS.labels(rule).inc()
+    now = time.time()
+    for ev in result.enriched:
+        with contextlib.suppress(ValueError):
+            metrics.TURN_TO_EVENT_SECONDS.observe(now - datetime.fromisoformat(ev.ts).timestamp())
+
+
 def health_views(w: Wiring, scorer_ok: Callable[[], bool]) -> None:
-    """/live/: the process answers. /ready/: partitions recovered, not rebalancing, Triton up."""
+    """/live/: the process answers. /ready/: partitions recovered, not rebalancing, Triton up.
+    /metrics: Prometheus."""
+    metrics.ACTIVE_CONVERSATIONS.set_function(lambda: len(w.table))
+    metrics.TRITON_HEALTHY.set_function(lambda: 1.0 if scorer_ok() else 0.0)
+
+    @w.app.page("/metrics")
+    async def prometheus(web, request):  # type: ignore[no-untyped-def]
+        # aiohttp takes the charset separately; the exposition format is UTF-8 text
+        return web.bytes(generate_latest(metrics.REGISTRY), content_type=PROMETHEUS_TYPE)
 
     @w.app.page("/live/")
     async def live(web, request):  # type: ignore[no-untyped-def]

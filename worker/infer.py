@@ -12,6 +12,7 @@ import structlog
 import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from worker import metrics
 from worker.tokenizer import TurnTokenizer
 
 log = structlog.get_logger(__name__)
@@ -61,7 +62,11 @@ class TritonScorer:
     def _client(self) -> grpcclient.InferenceServerClient:
         # created on first use, so that it binds to the event loop that runs the worker
         if self._channel is None:
-            self._channel = grpcclient.InferenceServerClient(self.url)
+            # reconnect within seconds once Triton is back (gRPC's default backoff reaches 120 s)
+            self._channel = grpcclient.InferenceServerClient(self.url, channel_args=[
+                ("grpc.initial_reconnect_backoff_ms", 200),
+                ("grpc.min_reconnect_backoff_ms", 200),
+                ("grpc.max_reconnect_backoff_ms", 2000)])
         return self._channel
 
     async def close(self) -> None:
@@ -112,9 +117,11 @@ class TritonScorer:
             t.set_data_from_numpy(arr)
             tensors.append(t)
         try:
-            result = await self._client.infer(
-                model, tensors, outputs=[grpcclient.InferRequestedOutput(n) for n in outputs],
-                client_timeout=self.timeout_s)
+            with metrics.TRITON_SECONDS.labels(model).time():
+                result = await self._client.infer(
+                    model, tensors,
+                    outputs=[grpcclient.InferRequestedOutput(n) for n in outputs],
+                    client_timeout=self.timeout_s)
         except Exception:
             self.healthy = False
             raise

@@ -87,12 +87,16 @@ class TurnProcessor:
                 last_seq[cid] = states[cid].last_seq
             state = states[cid]
             result.states[cid] = (state, idx)
+            if state.consumed(msg.partition, msg.offset):
+                result.duplicates += 1  # redelivered after a restart: already applied
+                continue
+            state.consume(msg.partition, msg.offset)
             if isinstance(item, ConversationEnd):
                 if not state.ended:
                     ending.add(cid)
                 continue
             if state.seen(item.turn_id) or item.turn_id in planned_ids[cid]:
-                result.duplicates += 1  # redelivered: its event was emitted when first applied
+                result.duplicates += 1  # sent twice: its event was emitted when first applied
             elif state.ended or cid in ending:
                 self.dead_letter(result, msg, Rejection("conversation_ended",
                                                   "turn after the conversation's end event", cid))

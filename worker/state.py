@@ -28,6 +28,10 @@ class ConversationState:
     negative_streak: int = 0
     turns_since_alert: int | None = None  # customer turns since the last alert
     ended: bool = False
+    # the last input message of this conversation already reflected here: after a restart,
+    # messages at or before it are redeliveries, however many turns back they are
+    last_partition: int = -1
+    last_offset: int = -1
 
     def hidden(self, size: int) -> np.ndarray:
         if self.h_b64 is None:
@@ -39,6 +43,13 @@ class ConversationState:
 
     def seen(self, turn_id: str) -> bool:
         return turn_id in self.recent_turn_ids
+
+    def consumed(self, partition: int, offset: int) -> bool:
+        """True for a message this state already reflects (redelivered after a restart)."""
+        return partition == self.last_partition and offset <= self.last_offset
+
+    def consume(self, partition: int, offset: int) -> None:
+        self.last_partition, self.last_offset = partition, offset
 
     def applied(self, turn_id: str, seq: int) -> None:
         """Record that a turn's effect is in this state (the idempotency check reads it)."""

@@ -139,3 +139,18 @@ def test_process_does_not_mutate_what_it_loaded_so_retries_are_safe():
     second = asyncio.run(proc.process([msg(turn("a", 1))], store.load))
     assert store.data == before
     assert scores([first]) == scores([second])
+
+
+def test_redelivery_after_a_restart_is_skipped_however_far_back():
+    # 20 turns applied (offsets 0..19), then the consumer restarts from offset 2
+    batch = [msg(turn("a", i, text=f"t{i}"), offset=i) for i in range(20)]
+    results, store = run([batch, batch[2:]])
+    assert results[1].duplicates == 18 and not results[1].dead_letters
+    assert not results[1].enriched
+    assert ConversationState.loads(store.data["a"]).turns == 20
+
+
+def test_a_new_message_with_an_old_seq_is_out_of_order_not_a_redelivery():
+    results, _ = run([[msg(turn("a", i), offset=i) for i in range(3)],
+                      [msg({**turn("a", 1), "turn_id": "other"}, offset=7)]])
+    assert [d.reason for d in results[1].dead_letters] == ["out_of_order"]

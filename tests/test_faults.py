@@ -1,0 +1,114 @@
+"""Faults on the real processes (reduced for CI): Triton stops mid-stream; the worker is
+killed with SIGKILL mid-stream. Afterwards every turn has its event and every score equals the
+score of an uninterrupted run of the same dialogues."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import defaultdict
+
+import orjson
+import pytest
+
+from devstack.replay import conversation_messages, pick_dialogues, replay
+from devstack.triton import Triton
+
+pytestmark = pytest.mark.integration
+
+
+def get(port: int, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=3) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def run_dialogues(stack, outputs, dialogues, prefix: str, speed: float = 0) -> list[dict]:
+    msgs = [conversation_messages(d, prefix=prefix) for d in dialogues]
+    asyncio.run(replay(stack.bootstrap, stack.settings.topic_turns, msgs, speed=speed,
+                       concurrency=len(msgs)))
+    turns = sum(len(d.utterances) for d in dialogues)
+    return outputs.wait("enriched", lambda d: d["conversation_id"].startswith(prefix), turns,
+                        timeout=240)
+
+
+def by_turn(events: list[dict], prefix: str) -> dict[tuple[str, int], list[dict]]:
+    out: dict[tuple[str, int], list[dict]] = defaultdict(list)
+    for e in events:
+        out[(e["conversation_id"].removeprefix(prefix), e["seq"])].append(e)
+    return out
+
+
+def assert_same_scores(reference: dict, events: dict) -> None:
+    assert set(events) == set(reference), "a turn is missing or extra"
+    for key, evs in events.items():
+        for e in evs:
+            assert e["score"] == pytest.approx(reference[key][0]["score"], abs=1e-4), key
+
+
+def test_triton_outage_holds_input_and_loses_nothing(stack, outputs):
+    dialogues = pick_dialogues(6, seed=21)
+    reference = by_turn(run_dialogues(stack, outputs, dialogues, "tref-"), "tref-")
+    port = stack.workers[0].web_port
+    assert get(port, "/ready/")[0] == 200
+    old = stack.triton
+    old.stop()
+    sender = threading.Thread(target=run_dialogues,
+                              args=(stack, outputs, dialogues, "tout-"), daemon=True)
+    sender.start()
+    deadline, statuses = time.monotonic() + 30, set()
+    while time.monotonic() < deadline and 503 not in statuses:
+        statuses.add(get(port, "/ready/")[0])
+        time.sleep(0.3)
+    assert 503 in statuses, "the worker did not report not-ready while Triton was down"
+    time.sleep(5)  # the outage
+    stack.triton = Triton(grpc_port=old.grpc_port, http_port=old.http_port).start()
+    sender.join(240)
+    events = outputs.wait("enriched", lambda d: d["conversation_id"].startswith("tout-"),
+                          sum(len(d.utterances) for d in dialogues), timeout=240)
+    assert_same_scores(reference, by_turn(events, "tout-"))
+    assert not outputs.select("dlq", lambda d: (d.get("conversation_id") or "").startswith(
+        "tout-"))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and get(port, "/ready/")[0] != 200:
+        time.sleep(0.5)
+    assert get(port, "/ready/")[0] == 200
+    status, body = get(port, "/metrics")
+    assert status == 200 and b'chat_triton_retries_total{kind="transient"}' in body
+
+
+def test_worker_kill9_twice_loses_nothing_and_applies_nothing_twice(stack, outputs):
+    dialogues = pick_dialogues(60, seed=5)
+    turns = sum(len(d.utterances) for d in dialogues)
+    assert turns >= 700
+    reference = by_turn(run_dialogues(stack, outputs, dialogues, "kref-"), "kref-")
+    ref_alerts = {(a["conversation_id"].removeprefix("kref-"), a["seq"]) for a in
+                  outputs.select("alerts", lambda d: d["conversation_id"].startswith("kref-"))}
+
+    sender = threading.Thread(target=run_dialogues,
+                              args=(stack, outputs, dialogues, "k9-", 12.0), daemon=True)
+    sender.start()
+    for delay in (4.0, 6.0):
+        time.sleep(delay)
+        victim = stack.workers.pop(0)
+        victim.kill(signal.SIGKILL)
+        victim.proc.wait(10)
+        stack.start_worker("worker")
+    sender.join(300)
+    events = outputs.wait("enriched", lambda d: d["conversation_id"].startswith("k9-"),
+                          turns, timeout=240)
+    grouped = by_turn(events, "k9-")
+    assert_same_scores(reference, grouped)
+    for evs in grouped.values():  # a duplicate is allowed only with identical content
+        assert all(orjson.dumps(e) == orjson.dumps(evs[0]) for e in evs)
+    alerts = {(a["conversation_id"].removeprefix("k9-"), a["seq"]) for a in
+              outputs.select("alerts", lambda d: d["conversation_id"].startswith("k9-"))}
+    assert alerts == ref_alerts
+    assert not outputs.select("dlq", lambda d: (d.get("conversation_id") or "").startswith(
+        "k9-"))
