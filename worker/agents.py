@@ -108,8 +108,11 @@ def wire(w: Wiring, settings: Settings, scorer: Scorer) -> None:
                                 e.message.partition, e.message.offset) for e in events]
             metrics.MESSAGES_IN.inc(len(messages))
             metrics.BATCH_SIZE.observe(len(messages))
+            t0 = time.perf_counter()
             result = await score_isolating(messages, load)
+            t1 = time.perf_counter()
             await emit(result)
+            t2 = time.perf_counter()
             count(result)
             for cid, (state, idx) in result.states.items():
                 # the table picks the changelog partition from the current event: make it the
@@ -118,7 +121,9 @@ def wire(w: Wiring, settings: Settings, scorer: Scorer) -> None:
                 w.table[cid.encode("utf-8")] = state.dumps()
             log.info("batch", size=len(events), enriched=len(result.enriched),
                      alerts=len(result.alerts), dead_letters=len(result.dead_letters),
-                     duplicates=result.duplicates, ended=result.ended)
+                     duplicates=result.duplicates, ended=result.ended,
+                     score_ms=round(1000 * (t1 - t0), 1), emit_ms=round(1000 * (t2 - t1), 1),
+                     store_ms=round(1000 * (time.perf_counter() - t2), 1))
 
 
 
