@@ -3,6 +3,7 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 ENCODER := model_repository/encoder/1/model.onnx
+ENCODER_INT8 := model_repository/encoder_int8/1/model.onnx
 # downloads are cached under the repo (ignored); models load from installed packages only
 export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -11,7 +12,7 @@ export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: setup demo test lint train clean
 
-setup: $(VENV)/.installed $(ENCODER)
+setup: $(VENV)/.installed $(ENCODER) $(ENCODER_INT8)
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -20,6 +21,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 $(ENCODER): $(VENV)/.installed training/encoder.py
 	$(BIN)/python -m training.export encoder --force
+
+$(ENCODER_INT8): $(ENCODER) training/quantize.py
+	$(BIN)/python -m training.quantize --force
 
 demo: setup
 	$(BIN)/python -m devstack demo

@@ -69,8 +69,9 @@ def interleaved(conversations: list[list[Outgoing]]) -> list[Outgoing]:
     return out
 
 
-def scorer_for(url: str, call_overhead_tokens: int = 64) -> TritonScorer:
-    return TritonScorer(url, "encoder", "turn_head", TurnTokenizer(default_tokenizer_path()),
+def scorer_for(url: str, call_overhead_tokens: int = 64,
+               encoder: str = "encoder") -> TritonScorer:
+    return TritonScorer(url, encoder, "turn_head", TurnTokenizer(default_tokenizer_path()),
                         call_overhead_tokens=call_overhead_tokens)
 
 

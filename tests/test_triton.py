@@ -29,12 +29,13 @@ def triton_infer(url: str, model: str, feed: dict[str, np.ndarray], outputs: lis
     return [result.as_numpy(n) for n in outputs]
 
 
-def test_triton_equals_onnx_runtime(stack):
+@pytest.mark.parametrize("encoder", ["encoder", "encoder_int8"])
+def test_triton_equals_onnx_runtime(stack, encoder):
     tok = TurnTokenizer(default_tokenizer_path())
     (bucket,) = tok.buckets(["Where is my refund?", "Thanks a lot!", "No."], bucket_size=8)
     enc_feed = {"input_ids": bucket.input_ids, "attention_mask": bucket.attention_mask}
-    (served,) = triton_infer(stack.triton.grpc_url, "encoder", enc_feed, ["embedding"])
-    (local,) = ort.InferenceSession(str(MODEL_REPOSITORY / "encoder/1/model.onnx")).run(
+    (served,) = triton_infer(stack.triton.grpc_url, encoder, enc_feed, ["embedding"])
+    (local,) = ort.InferenceSession(str(MODEL_REPOSITORY / encoder / "1/model.onnx")).run(
         ["embedding"], enc_feed)
     np.testing.assert_allclose(served, local, atol=1e-5)
 

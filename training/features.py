@@ -1,4 +1,4 @@
-"""Frozen encoder features of dialogues, cached on disk (keyed by a hash of the texts)."""
+"""Frozen encoder features of dialogues, cached on disk (keyed by the encoder file and texts)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from training.paths import CACHE
 def dialogue_features(dialogues: list[Dialogue], encoder_onnx: Path) -> list[np.ndarray]:
     """One float32 [turns, 384] array per dialogue, computed once and cached."""
     texts = [u.text for d in dialogues for u in d.utterances]
-    digest = hashlib.sha256("\x1e".join(texts).encode()).hexdigest()[:16]
+    stat = encoder_onnx.stat()  # the encoder's identity is part of the key
+    key = "\x1e".join([f"{encoder_onnx.resolve()}:{stat.st_size}:{stat.st_mtime_ns}", *texts])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     path = CACHE / f"emb-{digest}.npy"
     if path.exists():
         flat = np.load(path)

@@ -53,7 +53,7 @@ def test_committed_onnx_head_equals_committed_checkpoint(head):
     np.testing.assert_allclose(state, th.numpy(), atol=1e-5)
 
 
-@pytest.mark.parametrize("model", ["encoder", "turn_head"])
+@pytest.mark.parametrize("model", ["encoder", "encoder_int8", "turn_head"])
 def test_config_pbtxt_matches_the_exported_graph(model):
     config = text_format.Parse((MODEL_REPOSITORY / model / "config.pbtxt").read_text(),
                                model_config_pb2.ModelConfig())
