@@ -16,8 +16,6 @@ from transformers import AutoModel
 from training.paths import minilm_dir
 from worker.tokenizer import TurnTokenizer, default_tokenizer_path
 
-EMBED_DIM = 384
-
 
 class SentenceEncoder(torch.nn.Module):
     def __init__(self, model_dir: Path) -> None:
@@ -30,10 +28,11 @@ class SentenceEncoder(torch.nn.Module):
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
 
-
-def export_encoder(out: Path, opset: int = 17) -> None:
-    """Export MiniLM with named inputs/outputs and dynamic batch and sequence axes."""
-    model = SentenceEncoder(minilm_dir()).eval()
+def export_encoder(out: Path, opset: int = 17, model_dir: Path | None = None) -> None:
+    """Export a sentence encoder (MiniLM by default) with named inputs/outputs and dynamic
+    batch and sequence axes."""
+    model = SentenceEncoder(model_dir or minilm_dir()).eval()
+    width = model.bert.config.hidden_size
     ids = torch.ones(2, 8, dtype=torch.int64)
     mask = torch.ones(2, 8, dtype=torch.int64)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -52,22 +51,23 @@ def export_encoder(out: Path, opset: int = 17) -> None:
             opset_version=opset,
             dynamo=False,
         )
-    # the exporter leaves the embedding width symbolic; declare [batch, 384] as config.pbtxt does
+    # the exporter leaves the embedding width symbolic; declare it as config.pbtxt does
     graph = onnx.load(str(out))
-    graph.graph.output[0].type.tensor_type.shape.dim[1].dim_value = EMBED_DIM
+    graph.graph.output[0].type.tensor_type.shape.dim[1].dim_value = width
     onnx.checker.check_model(graph)
     onnx.save(graph, str(out))
 
-
-def embed_texts(onnx_path: Path, texts: list[str], bucket_size: int = 64) -> np.ndarray:
-    """Embeddings of `texts` from the exported encoder, in input order (float32 [n, 384])."""
+def embed_texts(onnx_path: Path, texts: list[str], bucket_size: int = 64,
+                tokenizer_json: Path | None = None) -> np.ndarray:
+    """Embeddings of `texts` from an exported encoder, in input order (float32 [n, width])."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 2
     sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-    tok = TurnTokenizer(default_tokenizer_path())
-    out = np.zeros((len(texts), EMBED_DIM), dtype=np.float32)
+    tok = TurnTokenizer(tokenizer_json or default_tokenizer_path())
+    width = sess.get_outputs()[0].shape[1]
+    out = np.zeros((len(texts), width), dtype=np.float32)
     for bucket in tok.buckets(texts, bucket_size):
         (emb,) = sess.run(
             ["embedding"], {"input_ids": bucket.input_ids, "attention_mask": bucket.attention_mask}

@@ -12,7 +12,8 @@ from training.encoder import embed_texts
 from training.paths import CACHE
 
 
-def dialogue_features(dialogues: list[Dialogue], encoder_onnx: Path) -> list[np.ndarray]:
+def dialogue_features(dialogues: list[Dialogue], encoder_onnx: Path,
+                      tokenizer_json: Path | None = None) -> list[np.ndarray]:
     """One float32 [turns, 384] array per dialogue, computed once and cached."""
     texts = [u.text for d in dialogues for u in d.utterances]
     stat = encoder_onnx.stat()  # the encoder's identity is part of the key
@@ -22,7 +23,7 @@ def dialogue_features(dialogues: list[Dialogue], encoder_onnx: Path) -> list[np.
     if path.exists():
         flat = np.load(path)
     else:
-        flat = embed_texts(encoder_onnx, texts)
+        flat = embed_texts(encoder_onnx, texts, tokenizer_json=tokenizer_json)
         CACHE.mkdir(parents=True, exist_ok=True)
         np.save(path, flat)
     out, start = [], 0

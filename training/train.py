@@ -174,6 +174,7 @@ def main() -> None:
     p.add_argument("--no-meld", action="store_true",
                    help="train on USS only (default: USS + MELD train sentiment)")
     p.add_argument("--encoder", type=Path, default=MODEL_REPOSITORY / "encoder/1/model.onnx")
+    p.add_argument("--tokenizer", type=Path, default=None, help="tokenizer.json (default MiniLM)")
     p.add_argument("--out-dir", type=Path, default=MODEL_REPOSITORY, help="model repository")
     p.add_argument("--report", type=Path, default=REPORTS / "first_model.json")
     p.add_argument("--checkpoint", type=Path, default=ROOT / "training/checkpoints/turn_head.pt")
@@ -182,13 +183,13 @@ def main() -> None:
     t0 = time.time()
 
     data = load_splits(args.dialogues)
-    feats = {c: {s: dialogue_features(ds, args.encoder) for s, ds in sp.items()}
+    feats = {c: {s: dialogue_features(ds, args.encoder, args.tokenizer) for s, ds in sp.items()}
              for c, sp in data.items()}
     train = [(d, f) for c in USS_CORPORA for d, f in zip(data[c]["train"], feats[c]["train"],
                                                          strict=True)]
     if not args.no_meld:
         meld = load_meld("train")[: args.dialogues]
-        train += list(zip(meld, dialogue_features(meld, args.encoder), strict=True))
+        train += list(zip(meld, dialogue_features(meld, args.encoder, args.tokenizer), strict=True))
     valid_d = [d for c in USS_CORPORA for d in data[c]["valid"]]
     valid_f = [f for c in USS_CORPORA for f in feats[c]["valid"]]
 
@@ -197,7 +198,7 @@ def main() -> None:
     weights = torch.tensor((counts.sum() / np.maximum(counts, 1)) ** 0.5, dtype=torch.float32)
     weights = weights / weights.mean()
 
-    head = TurnHead(HeadConfig())
+    head = TurnHead(HeadConfig(embed_dim=train[0][1].shape[1]))
     opt = torch.optim.Adam(head.parameters(), lr=1e-3, weight_decay=1e-5)
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights, ignore_index=IGNORE)
     best = (-1.0, 0, None)
@@ -232,8 +233,8 @@ def main() -> None:
                                    "majority_class": metrics([2] * len(all_g5), all_g5, all_g3)}
 
     meld_test = load_meld("test")[: args.dialogues]
-    results["test"]["MELD"] = meld_metrics(head, meld_test,
-                                           dialogue_features(meld_test, args.encoder))
+    meld_feats = dialogue_features(meld_test, args.encoder, args.tokenizer)
+    results["test"]["MELD"] = meld_metrics(head, meld_test, meld_feats)
     out = args.out_dir / "turn_head" / "1" / "model.onnx"
     args.checkpoint.parent.mkdir(parents=True, exist_ok=True)
     export_head(head, out)

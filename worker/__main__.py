@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> None:
                           TurnTokenizer(default_tokenizer_path(), settings.max_tokens),
                           bucket_size=settings.bucket_size,
                           call_overhead_tokens=settings.call_overhead_tokens,
+                          ssl=settings.triton_ssl,
+                          root_certificates=settings.triton_root_certificates,
                           timeout_s=settings.triton_timeout_s)
     try:
         asyncio.run(check_models(scorer, settings.max_batch))

@@ -37,7 +37,7 @@ PROMETHEUS_TYPE = "; ".join(p.strip() for p in CONTENT_TYPE_LATEST.split(";") if
 def wire(w: Wiring, settings: Settings, scorer: Scorer) -> None:
     processor = TurnProcessor(scorer, settings.alert_rules(), model_name=settings.head_model,
                               max_message_bytes=settings.max_message_bytes,
-                              echo_text=settings.echo_text)
+                              echo_text=settings.echo_text, redact_pii=settings.redact_pii)
 
     def load(cid: str) -> ConversationState | None:
         raw = w.table.get(cid.encode("utf-8"))

@@ -48,6 +48,24 @@ class Wiring:
     table: faust.Table
 
 
+def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
+    """TLS and SASL for production brokers, from settings; None for plaintext."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = None
+    if protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        context = create_ssl_context(cafile=settings.kafka_ssl_cafile)
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    return faust.SASLCredentials(
+        username=settings.kafka_sasl_username,
+        password=settings.kafka_sasl_password.get_secret_value(),
+        mechanism=settings.kafka_sasl_mechanism, ssl_context=context)
+
+
 def create_app(settings: Settings) -> Wiring:
     profile = TANSU_PROFILE if settings.broker_profile == "tansu" else {}
     if settings.broker_profile == "tansu":
@@ -62,6 +80,7 @@ def create_app(settings: Settings) -> Wiring:
         web_port=settings.web_port,
         web_bind=settings.web_host,
         datadir=settings.data_dir,
+        broker_credentials=broker_credentials(settings),
         **profile,
     )
 

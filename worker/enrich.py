@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from worker.records import LEVELS, Alert, EnrichedTurn, Turn, event_id
+from worker.redact import redact
 from worker.rules import score_from_probs, trend_of
 from worker.state import ConversationState
 
 
 def enrich(turn: Turn, probs: np.ndarray, score: float, state: ConversationState,
-           model: str, echo_text: bool) -> EnrichedTurn:
+           model: str, echo_text: bool, redact_pii: bool = False) -> EnrichedTurn:
     slope, word = trend_of(state.recent_scores)
     p = probs.astype(np.float64)
     p = p / p.sum()
@@ -29,7 +30,7 @@ def enrich(turn: Turn, probs: np.ndarray, score: float, state: ConversationState
         trend_label=word,
         customer_turns=state.customer_turns,
         model=model,
-        text=turn.text if echo_text else None,
+        text=(redact(turn.text) if redact_pii else turn.text) if echo_text else None,
         channel=turn.channel,
         tenant=turn.tenant,
     )

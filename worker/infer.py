@@ -52,6 +52,8 @@ class TritonScorer:
     tokenizer: TurnTokenizer
     bucket_size: int = 32
     call_overhead_tokens: int = 64
+    ssl: bool = False
+    root_certificates: str | None = None
     timeout_s: float = 10.0
     state_size: int = 0
     healthy: bool = True  # false while calls fail; the readiness view reads it
@@ -63,7 +65,8 @@ class TritonScorer:
         # created on first use, so that it binds to the event loop that runs the worker
         if self._channel is None:
             # reconnect within seconds once Triton is back (gRPC's default backoff reaches 120 s)
-            self._channel = grpcclient.InferenceServerClient(self.url, channel_args=[
+            self._channel = grpcclient.InferenceServerClient(
+                self.url, ssl=self.ssl, root_certificates=self.root_certificates, channel_args=[
                 ("grpc.initial_reconnect_backoff_ms", 200),
                 ("grpc.min_reconnect_backoff_ms", 200),
                 ("grpc.max_reconnect_backoff_ms", 2000)])

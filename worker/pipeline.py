@@ -60,6 +60,7 @@ class TurnProcessor:
     model_name: str
     max_message_bytes: int = 65536
     echo_text: bool = True
+    redact_pii: bool = False
 
     def dead_letter(self, result: BatchResult, msg: Message, rejection: Rejection) -> None:
         result.dead_letters.append(DeadLetter.of(rejection, msg.value, msg.key, msg.topic,
@@ -133,7 +134,8 @@ class TurnProcessor:
         fired = apply_customer_score(state, score, self.rules) if turn.is_customer else []
         state.set_hidden(h_new)
         state.applied(turn.turn_id, turn.seq)
-        event = enrich(turn, probs, score, state, self.model_name, self.echo_text)
+        event = enrich(turn, probs, score, state, self.model_name, self.echo_text,
+                       self.redact_pii)
         result.enriched.append(event)
         if fired:
             result.alerts.append(alert_for(event, fired, state))

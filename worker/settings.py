@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.rules import AlertRules
@@ -18,6 +18,12 @@ class Settings(BaseSettings):
     broker: str = Field("kafka://127.0.0.1:9092", description="bootstrap servers, faust URL form")
     broker_profile: Literal["kafka", "tansu"] = Field(
         "kafka", description="'tansu' applies the embedded local broker's workarounds")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
+        "PLAINTEXT")
+    kafka_sasl_mechanism: str = Field("PLAIN", description="PLAIN, SCRAM-SHA-256, SCRAM-SHA-512")
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    kafka_ssl_cafile: str | None = Field(None, description="CA bundle for the brokers' TLS")
     app_id: str = Field("chat-sentiment", description="consumer group and table prefix")
     partitions: int = Field(4, description="partitions of the turns topic and the state table")
     topic_turns: str = "chat.turns"
@@ -29,6 +35,8 @@ class Settings(BaseSettings):
     encoder_model: str = "encoder"
     head_model: str = "turn_head"
     triton_timeout_s: float = 10.0
+    triton_ssl: bool = Field(False, description="TLS on the Triton gRPC channel")
+    triton_root_certificates: str | None = Field(None, description="CA file for Triton's TLS")
     # micro-batching
     max_batch: int = Field(64, description="turns per micro-batch, across conversations")
     max_wait_ms: int = Field(20, description="longest wait to fill a micro-batch")
@@ -39,6 +47,7 @@ class Settings(BaseSettings):
     # input limits and output content
     max_message_bytes: int = 65536
     echo_text: bool = Field(True, description="copy the turn's text into the enriched event")
+    redact_pii: bool = Field(False, description="mask emails, phones, card numbers in echoed text")
     # alert rules
     # alert rules: defaults live in AlertRules
     alert_level_threshold: float = AlertRules.level_threshold

@@ -154,3 +154,9 @@ def test_a_new_message_with_an_old_seq_is_out_of_order_not_a_redelivery():
     results, _ = run([[msg(turn("a", i), offset=i) for i in range(3)],
                       [msg({**turn("a", 1), "turn_id": "other"}, offset=7)]])
     assert [d.reason for d in results[1].dead_letters] == ["out_of_order"]
+
+
+def test_echoed_text_can_be_redacted():
+    proc = TurnProcessor(FakeScorer(), AlertRules(), model_name="fake", redact_pii=True)
+    (result,), _ = run([[msg(turn("a", 0, text="write to bob@example.com"))]], proc)
+    assert result.enriched[0].text == "write to [EMAIL]"
