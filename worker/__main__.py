@@ -11,7 +11,7 @@ import faust
 import structlog
 
 from worker import logs
-from worker.agents import health_views, wire
+from worker.agents import expire_idle, health_views, wire
 from worker.app import create_app
 from worker.infer import ModelMismatch, TritonScorer
 from worker.settings import Settings
@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     wiring = create_app(settings)
     wire(wiring, settings, scorer)
     health_views(wiring, lambda: scorer.healthy)
+    expire_idle(wiring, settings)
     log.info("starting", broker=settings.broker, profile=settings.broker_profile,
              triton=settings.triton_url, max_batch=settings.max_batch,
              max_wait_ms=settings.max_wait_ms)

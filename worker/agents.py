@@ -28,7 +28,7 @@ from worker.infer import Scorer, is_transient
 from worker.pipeline import BatchResult, Loader, Message, TurnProcessor
 from worker.records import Rejection
 from worker.settings import Settings
-from worker.state import ConversationState
+from worker.state import ConversationState, expired
 
 log = structlog.get_logger(__name__)
 PROMETHEUS_TYPE = "; ".join(p.strip() for p in CONTENT_TYPE_LATEST.split(";") if "charset" not in p)
@@ -125,6 +125,24 @@ def wire(w: Wiring, settings: Settings, scorer: Scorer) -> None:
                      score_ms=round(1000 * (t1 - t0), 1), emit_ms=round(1000 * (t2 - t1), 1),
                      store_ms=round(1000 * (time.perf_counter() - t2), 1))
 
+
+
+def expire_idle(w: Wiring, settings: Settings) -> None:
+    """Drop idle conversations' state: a changelog tombstone on the partition the state came
+    from, then the local copy. Only states of partitions this worker owns are touched."""
+
+    @w.app.timer(interval=settings.state_sweep_s)
+    async def sweep() -> None:
+        partitions = {tp.partition for tp in w.app.assignor.assigned_actives()
+                      if tp.topic == settings.topic_turns}
+        gone = expired(list(w.table.data.items()), time.time(), settings.state_idle_s,
+                       partitions)
+        for key, partition in gone:
+            w.table.send_changelog(partition, key, None)
+            w.table.data.pop(key, None)
+        if gone:
+            metrics.STATES_EXPIRED.inc(len(gone))
+            log.info("states_expired", count=len(gone))
 
 
 def _log_retry(kind: str) -> Callable[[RetryCallState], None]:

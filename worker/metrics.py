@@ -16,6 +16,8 @@ DUPLICATES = Counter("chat_duplicate_turns_total", "redelivered turns skipped",
 ALERTS = Counter("chat_alerts_total", "alerts raised, by rule", ["rule"], registry=REGISTRY)
 CONVERSATIONS_ENDED = Counter("chat_conversations_ended_total", "end-of-conversation events",
                               registry=REGISTRY)
+STATES_EXPIRED = Counter("chat_states_expired_total", "idle conversation states dropped",
+                         registry=REGISTRY)
 RETRIES = Counter("chat_triton_retries_total", "retried Triton calls", ["kind"],
                   registry=REGISTRY)
 BATCH_SIZE = Histogram("chat_batch_messages", "messages per micro-batch",

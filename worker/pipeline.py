@@ -8,6 +8,7 @@ needs the state its predecessor left.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -70,6 +71,7 @@ class TurnProcessor:
         """`load` returns a fresh copy of a conversation's stored state (or None): nothing
         passed in is mutated, so a failed call can be retried as it is."""
         result = BatchResult()
+        now = time.time()
         states: dict[str, ConversationState] = {}
         plans: dict[str, list[tuple[int, Turn]]] = {}
         ending: set[str] = set()
@@ -91,7 +93,7 @@ class TurnProcessor:
             if state.consumed(msg.partition, msg.offset):
                 result.duplicates += 1  # redelivered after a restart: already applied
                 continue
-            state.consume(msg.partition, msg.offset)
+            state.consume(msg.partition, msg.offset, now)
             if isinstance(item, ConversationEnd):
                 if not state.ended:
                     ending.add(cid)

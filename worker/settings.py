@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     alert_streak: int = AlertRules.streak
     alert_drop: float = AlertRules.drop
     alert_cooldown_turns: int = AlertRules.cooldown_turns
+    # state lifetime: dropped on the end event, and after this long without a message
+    state_idle_s: float = Field(6 * 3600.0, description="drop a conversation's state after this "
+                                "long without a message")
+    state_sweep_s: float = Field(60.0, description="how often idle states are looked for")
     # process
     web_host: str = Field("127.0.0.1", description="address of /live/ and /ready/ (pod IP in k8s)")
     web_port: int = Field(6066, description="faust web port: /live/ and /ready/")

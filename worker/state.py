@@ -7,6 +7,7 @@ Triton and back as a tensor with every turn.
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -32,6 +33,7 @@ class ConversationState:
     # messages at or before it are redeliveries, however many turns back they are
     last_partition: int = -1
     last_offset: int = -1
+    updated_at: float = 0.0  # wall-clock seconds of the last message: idle expiry reads it
 
     def hidden(self, size: int) -> np.ndarray:
         if self.h_b64 is None:
@@ -48,8 +50,8 @@ class ConversationState:
         """True for a message this state already reflects (redelivered after a restart)."""
         return partition == self.last_partition and offset <= self.last_offset
 
-    def consume(self, partition: int, offset: int) -> None:
-        self.last_partition, self.last_offset = partition, offset
+    def consume(self, partition: int, offset: int, now: float) -> None:
+        self.last_partition, self.last_offset, self.updated_at = partition, offset, now
 
     def applied(self, turn_id: str, seq: int) -> None:
         """Record that a turn's effect is in this state (the idempotency check reads it)."""
@@ -71,3 +73,15 @@ class ConversationState:
     @classmethod
     def loads(cls, raw: bytes) -> ConversationState:
         return cls(**orjson.loads(raw))
+
+
+def expired(items: Iterable[tuple[bytes, bytes]], now: float, idle_s: float,
+            partitions: set[int]) -> list[tuple[bytes, int]]:
+    """(key, partition) of the states idle for `idle_s` or longer, among those whose input
+    partition this worker owns (only the owner writes a partition's changelog)."""
+    out = []
+    for key, raw in items:
+        state = ConversationState.loads(raw)
+        if state.last_partition in partitions and now - state.updated_at >= idle_s:
+            out.append((key, state.last_partition))
+    return out

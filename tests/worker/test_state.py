@@ -1,6 +1,6 @@
 import numpy as np
 
-from worker.state import RECENT_TURN_IDS, ConversationState
+from worker.state import RECENT_TURN_IDS, ConversationState, expired
 
 
 def test_roundtrip_keeps_hidden_state_exactly():
@@ -28,3 +28,13 @@ def test_end_drops_model_state():
     s.set_hidden(np.ones(4, np.float32))
     s.end()
     assert s.ended and s.h_b64 is None
+
+
+def test_expiry_picks_idle_states_of_owned_partitions_only():
+    def raw(cid: str, partition: int, updated_at: float) -> tuple[bytes, bytes]:
+        s = ConversationState(cid)
+        s.consume(partition, 5, updated_at)
+        return cid.encode(), s.dumps()
+
+    items = [raw("old-mine", 1, 100.0), raw("new-mine", 1, 950.0), raw("old-theirs", 2, 100.0)]
+    assert expired(items, now=1000.0, idle_s=600.0, partitions={0, 1}) == [(b"old-mine", 1)]
