@@ -16,6 +16,7 @@ measured in the same run on the same machine; absolute times are reported with t
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import platform
 import shutil
@@ -431,7 +432,36 @@ def markdown(r: dict, command: str) -> str:
         f"- state: {r['state']['state_bytes_per_conversation']} bytes per conversation; "
         f"{r['state']['simulated_conversations']:,} simulated conversations take "
         f"{r['state']['table_bytes_per_conversation']:.0f} bytes each in a dict table, "
-        f"{r['state']['table_mb_for_100k']:.1f} MB for 100k", "", *profile_lines(r)])
+        f"{r['state']['table_mb_for_100k']:.1f} MB for 100k", "", *profile_lines(r),
+        *encoder_lines()])
+
+
+def encoder_lines() -> list[str]:
+    """The encoder choice, from the reports that measured it (speed beside accuracy)."""
+    reports = Path(__file__).resolve().parent.parent / "reports"
+    rows = []
+    choice = reports / "encoder_choice.json"
+    if choice.exists():
+        for name, e in json.loads(choice.read_text())["encoders"].items():
+            rows.append(f"| {name}, fp32 | {e['turns_per_s_onnxruntime_2_threads']:.0f} | "
+                        f"{e['uss_test_macro_f1']:.3f} | {e['meld_test_macro_f1']:.3f} | "
+                        "`python -m training.mpnet` |")
+    int8 = reports / "encoder_int8.json"
+    if int8.exists():
+        q = json.loads(int8.read_text())
+        rows.append(f"| MiniLM-L6 (384-d), int8 MatMuls | "
+                    f"{q['turns_per_s_onnxruntime_2_threads']['int8']:.0f} | "
+                    f"{q['int8']['uss_test_macro_f1']:.3f} | "
+                    f"{q['int8']['meld_test']['macro_f1']:.3f} | "
+                    "`python -m training.quantize --report`; scores depend slightly on batch "
+                    "composition, so not the default |")
+    if not rows:
+        return []
+    return ["Encoder choice (ONNX Runtime, 2 threads, MELD test utterances; accuracy of a "
+            "turn_head trained on that encoder's features, 5-level USS test macro-F1 and MELD "
+            "test 3-class macro-F1):", "",
+            "| encoder | turns/s | USS macro-F1 | MELD macro-F1 | source |",
+            "|---|---|---|---|---|", *rows, ""]
 
 
 def profile_lines(r: dict) -> list[str]:
