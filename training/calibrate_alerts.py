@@ -17,7 +17,7 @@ from training.data import Dialogue, label_3, load_meld, load_uss, uss_split
 from training.features import dialogue_features
 from training.model import load_checkpoint
 from training.paths import MODEL_REPOSITORY, REPORTS, ROOT
-from training.train import to_batch
+from training.train import turn_outputs
 from worker.rules import score_from_probs
 
 THRESHOLDS = (-0.15, -0.2, -0.25, -0.3, -0.35, -0.4)
@@ -25,14 +25,8 @@ THRESHOLDS = (-0.15, -0.2, -0.25, -0.3, -0.35, -0.4)
 
 def turn_scores(head, dialogues: list[Dialogue], encoder: Path) -> list[tuple[object, float]]:
     feats = dialogue_features(dialogues, encoder)
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(dialogues), 64):
-            emb, cust, _ = to_batch(dialogues[i : i + 64], feats[i : i + 64])
-            probs = torch.softmax(head(emb, cust)[0], -1).numpy()
-            for j, d in enumerate(dialogues[i : i + 64]):
-                out += [(u, score_from_probs(probs[j, t])) for t, u in enumerate(d.utterances)]
-    return out
+    return [(u, score_from_probs(torch.softmax(logits, -1).numpy()))
+            for u, _, logits in turn_outputs(head, dialogues, feats)]
 
 
 def rates(scored: list[tuple[object, float]], is_negative) -> list[dict]:

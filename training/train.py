@@ -68,21 +68,28 @@ def to_batch(dialogues: list[Dialogue], feats: list[np.ndarray]):
     return emb, cust, labels
 
 
-def predict(head: TurnHead, dialogues, feats) -> tuple[list[int], list[int], list[int]]:
-    """Predicted 5-level class, gold 5-level and gold 3-class label of each rated customer turn."""
+def turn_outputs(head: TurnHead, dialogues: list[Dialogue], feats: list[np.ndarray],
+                 chunk: int = 64):
+    """(utterance, 5-level target or IGNORE, logits) for every turn, in order (eval mode)."""
     head.eval()
-    pred, gold5, gold3 = [], [], []
     with torch.no_grad():
-        for start in range(0, len(dialogues), 64):
-            ds, fs = dialogues[start : start + 64], feats[start : start + 64]
-            emb, cust, labels = to_batch(ds, fs)
+        for start in range(0, len(dialogues), chunk):
+            ds = dialogues[start : start + chunk]
+            emb, cust, labels = to_batch(ds, feats[start : start + chunk])
             logits, _ = head(emb, cust)
             for i, d in enumerate(ds):
                 for t, u in enumerate(d.utterances):
-                    if labels[i, t] != IGNORE:
-                        pred.append(int(logits[i, t].argmax()))
-                        gold5.append(int(labels[i, t]))
-                        gold3.append(label_3(u.scores))
+                    yield u, int(labels[i, t]), logits[i, t]
+
+
+def predict(head: TurnHead, dialogues, feats) -> tuple[list[int], list[int], list[int]]:
+    """Predicted 5-level class, gold 5-level and gold 3-class label of each rated customer turn."""
+    pred, gold5, gold3 = [], [], []
+    for u, label, logits in turn_outputs(head, dialogues, feats):
+        if label != IGNORE:
+            pred.append(int(logits.argmax()))
+            gold5.append(label)
+            gold3.append(label_3(u.scores))
     return pred, gold5, gold3
 
 
@@ -108,17 +115,10 @@ def meld_metrics(head: TurnHead, dialogues: list[Dialogue], feats: list[np.ndarr
     """MELD test sentiment (3 classes): the predicted level folded to negative/neutral/positive."""
     names = ["negative", "neutral", "positive"]
     pred, gold = [], []
-    head.eval()
-    with torch.no_grad():
-        for start in range(0, len(dialogues), 64):
-            ds, fs = dialogues[start : start + 64], feats[start : start + 64]
-            emb, cust, _ = to_batch(ds, fs)
-            logits, _ = head(emb, cust)
-            for i, d in enumerate(ds):
-                for t, u in enumerate(d.utterances):
-                    k = int(logits[i, t].argmax())
-                    pred.append(0 if k < 2 else (1 if k == 2 else 2))
-                    gold.append(names.index(u.sentiment))
+    for u, _, logits in turn_outputs(head, dialogues, feats):
+        k = int(logits.argmax())
+        pred.append(0 if k < 2 else (1 if k == 2 else 2))
+        gold.append(names.index(u.sentiment))
     return {"turns": len(gold),
             "macro_f1": float(f1_score(gold, pred, average="macro", zero_division=0)),
             "weighted_f1": float(f1_score(gold, pred, average="weighted", zero_division=0)),
