@@ -14,19 +14,13 @@ import orjson
 import structlog
 from faust.streams import _current_event
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
+from tenacity import RetryCallState
 
 from worker import metrics
 from worker.app import Wiring
-from worker.infer import Scorer, is_transient
-from worker.pipeline import BatchResult, Loader, Message, TurnProcessor
-from worker.records import Rejection
+from worker.infer import Scorer
+from worker.pipeline import BatchResult, Message, TurnProcessor
+from worker.resilience import score_isolating
 from worker.settings import Settings
 from worker.state import ConversationState, expired
 
@@ -42,48 +36,6 @@ def wire(w: Wiring, settings: Settings, scorer: Scorer) -> None:
     def load(cid: str) -> ConversationState | None:
         raw = w.table.get(cid.encode("utf-8"))
         return None if raw is None else ConversationState.loads(raw)
-
-    async def score(messages: list[Message], load: Loader) -> BatchResult:
-        """Retry transient Triton faults forever (bounded backoff with jitter): the agent holds
-        its batch, so the worker stops taking input instead of dropping it."""
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception(is_transient),
-            wait=wait_exponential_jitter(initial=0.2, max=10.0),
-            before_sleep=_log_retry("transient"),
-            reraise=True,
-        ):
-            with attempt:
-                return await processor.process(messages, load)
-        raise AssertionError("unreachable")
-
-    async def score_isolating(messages: list[Message], load: Loader) -> BatchResult:
-        """A batch that fails for a reason of its own is retried, then split into single
-        messages so that only the turns that fail alone go to the dead-letter topic."""
-        try:
-            async for attempt in AsyncRetrying(stop=stop_after_attempt(3), reraise=True,
-                                               wait=wait_exponential_jitter(0.1, 1.0),
-                                               before_sleep=_log_retry("failed_batch")):
-                with attempt:
-                    return await score(messages, load)
-        except Exception as exc:
-            if len(messages) == 1:
-                log.error("turn_failed", error=type(exc).__name__)
-                result = BatchResult()
-                processor.dead_letter(result, messages[0],
-                                      Rejection("inference_failed", str(exc)[:300]))
-                return result
-            log.error("batch_failed_isolating", size=len(messages), error=type(exc).__name__)
-        merged = BatchResult()
-
-        def overlay(cid: str) -> ConversationState | None:
-            if cid in merged.states:  # a copy: process() mutates what it loads
-                return ConversationState.loads(merged.states[cid][0].dumps())
-            return load(cid)
-
-        for i, msg in enumerate(messages):  # each sees the states the previous ones left
-            part = await score_isolating([msg], overlay)
-            merged.merge(part, index=i)
-        return merged
 
     async def emit(result: BatchResult) -> None:
         """Send every output and wait for the broker's acks before states are stored: a stored
@@ -109,7 +61,7 @@ def wire(w: Wiring, settings: Settings, scorer: Scorer) -> None:
             metrics.MESSAGES_IN.inc(len(messages))
             metrics.BATCH_SIZE.observe(len(messages))
             t0 = time.perf_counter()
-            result = await score_isolating(messages, load)
+            result = await score_isolating(processor, messages, load, _log_retry)
             t1 = time.perf_counter()
             await emit(result)
             t2 = time.perf_counter()
