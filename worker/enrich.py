@@ -6,7 +6,7 @@ import numpy as np
 
 from worker.records import LEVELS, Alert, EnrichedTurn, Turn, event_id
 from worker.redact import redact
-from worker.rules import score_from_probs, trend_of
+from worker.rules import trend_of
 from worker.state import ConversationState
 
 
@@ -53,5 +53,3 @@ def alert_for(event: EnrichedTurn, rules: list[str], state: ConversationState) -
         tenant=event.tenant,
     )
 
-
-__all__ = ["alert_for", "enrich", "score_from_probs"]

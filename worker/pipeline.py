@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from worker.enrich import alert_for, enrich, score_from_probs
+from worker.enrich import alert_for, enrich
 from worker.infer import Scorer
 from worker.ingest import parse
 from worker.records import Alert, ConversationEnd, DeadLetter, EnrichedTurn, Rejection, Turn
-from worker.rules import AlertRules, apply_customer_score
+from worker.rules import AlertRules, apply_customer_score, score_from_probs
 from worker.state import ConversationState
 
 Loader = Callable[[str], ConversationState | None]
