@@ -72,8 +72,9 @@ def interleaved(conversations: list[list[Outgoing]]) -> list[Outgoing]:
 
 def scorer_for(url: str, call_overhead_tokens: int = 64,
                encoder: str = "encoder") -> TritonScorer:
-    return TritonScorer(url, encoder, "turn_head", TurnTokenizer(default_tokenizer_path()),
-                        call_overhead_tokens=call_overhead_tokens)
+    return TritonScorer(url, encoder, "tml", TurnTokenizer(default_tokenizer_path()),
+                        call_overhead_tokens=call_overhead_tokens,
+                        timeout_s=120.0)  # the naive path sends whole histories at once
 
 
 # 1. incremental vs naive cost per turn ---------------------------------------------------
@@ -88,27 +89,37 @@ async def cost_per_turn(url: str, repeats: int, batch: int = 16, depth: int = 50
     history = [texts[i % len(texts)] for i in range(depth)]
     turn_texts = [history[-1]] * batch
     is_cust = np.ones((batch, 1), np.float32)
-    state = np.zeros((batch, scorer.state_size), np.float32)
-    for t in history[:-1]:  # the real state after depth-1 turns
-        emb = await scorer.encode([t] * batch)
-        _, state = await scorer.step(emb, is_cust, state)
+    spec = scorer.state_spec
+    zeros = {k: np.zeros((batch, *shape), dtype) for k, (dtype, shape) in spec.items()}
 
-    async def incremental(h: np.ndarray) -> float:
+    async def step(emb: np.ndarray, bow: np.ndarray, state: dict) -> dict:
+        out = await scorer.step({"embedding": emb, "is_customer": is_cust, "turn_bow": bow,
+                                 **state})
+        return {k: out[k] for k in spec}
+
+    state = zeros
+    for t in history[:-1]:  # the real state after depth-1 turns
+        state = await step(await scorer.encode([t] * batch),
+                           scorer.bag_of_words.dense([t] * batch), state)
+    turn_bow = scorer.bag_of_words.dense(turn_texts)
+
+    async def incremental(h: dict) -> float:
         t0 = time.perf_counter()
         emb = await scorer.encode(turn_texts)
-        await scorer.step(emb, is_cust, h)
+        await step(emb, turn_bow, h)
         return time.perf_counter() - t0
 
     async def naive(turns: list[str]) -> float:
         t0 = time.perf_counter()
-        # every conversation re-encodes its whole history, then replays the GRU over it
+        # every conversation re-encodes its whole history, then replays the model over it
         emb = (await scorer.encode(turns * batch)).reshape(batch, len(turns), -1)
-        h = np.zeros_like(state)
+        bows = scorer.bag_of_words.dense(turns)
+        h = zeros
         for k in range(len(turns)):
-            _, h = await scorer.step(np.ascontiguousarray(emb[:, k]), is_cust, h)
+            h = await step(np.ascontiguousarray(emb[:, k]),
+                           np.repeat(bows[k : k + 1], batch, axis=0), h)
         return time.perf_counter() - t0
 
-    zeros = np.zeros_like(state)
     await incremental(zeros)  # warm-up
     first = [await incremental(zeros) for _ in range(repeats)]
     later = [await incremental(state) for _ in range(repeats)]
@@ -134,7 +145,7 @@ async def raw_throughput(url: str, stream: list[Outgoing], max_batch: int,
     the practical limit for the same batches. Returns turns/s and compute time per batch."""
     scorer = scorer_for(url, call_overhead_tokens)
     await scorer.check_models(max_batch)
-    proc = TurnProcessor(scorer, AlertRules(), model_name="turn_head")
+    proc = TurnProcessor(scorer, AlertRules(), model_name="tml")
     store: dict[str, bytes] = {}
 
     def load(cid: str) -> ConversationState | None:
@@ -308,15 +319,29 @@ def worker_latency(stack: Stack, stream: list[Outgoing], rate: float, seconds: f
 # 5. state size -------------------------------------------------------------------------------
 
 
-def state_memory(conversations: int, turns: int = 50, state_size: int = 128) -> dict:
-    """Bytes of one conversation's state after `turns` turns, and the memory that
-    `conversations` of them take in a dict-backed table (what Faust's memory store is)."""
+def state_memory(conversations: int, turns: int = 50, hidden: int = 256, window: int = 32,
+                 vocab: int = 2000, words_per_turn: int = 6) -> dict:
+    """Bytes of one conversation's TML state after `turns` turns (h, c, a full attention
+    memory, three bag-of-words vectors), and the memory that `conversations` of them take in a
+    dict-backed table (what Faust's memory store is)."""
     rules, rng = AlertRules(), np.random.default_rng(0)
+
+    def tensors(t: int) -> dict[str, np.ndarray]:
+        memory = np.zeros((window, hidden), np.float32)
+        filled = min(t + 1, window)
+        memory[window - filled:] = rng.uniform(-1, 1, (filled, hidden))
+        bows = [np.zeros(vocab, np.float32) for _ in range(3)]
+        for bow in bows[:2]:
+            np.add.at(bow, rng.integers(0, vocab, words_per_turn * (t + 1)), 1.0)
+        return {"h": rng.uniform(-1, 1, hidden).astype(np.float32),
+                "c": rng.uniform(-3, 3, hidden).astype(np.float32), "memory": memory,
+                "memory_len": np.array([filled], np.int64), "bow_overall": bows[0],
+                "bow_customer": bows[1], "bow_agent": bows[2]}
 
     def grown(cid: str) -> bytes:
         s = ConversationState(cid)
         for t in range(turns):
-            s.set_hidden(rng.standard_normal(state_size).astype(np.float32))
+            s.set_tensors(tensors(t))
             if t % 2 == 0:
                 apply_customer_score(s, float(rng.uniform(-1, 1)), rules)
             s.applied(f"{cid}:{t}", t)

@@ -8,6 +8,7 @@ import zlib
 import numpy as np
 import orjson
 
+from worker.bow import BagOfWords
 from worker.pipeline import Message
 
 _next_offset = 0
@@ -30,12 +31,14 @@ def msg(doc: dict | bytes, key: bytes | None = None, offset: int | None = None) 
 
 class FakeScorer:
     """Deterministic stand-in for Triton: the embedding is a hash of the text; the step mixes
-    it into the carried state, so scores depend on the whole history, like the real head.
-    Texts containing 'awful' come out very negative."""
-
-    state_size = 4
+    it into the carried state, so scores depend on the whole history, like the real model.
+    Texts containing 'awful' come out very negative. Topic words: the conversation's most
+    frequent vocabulary words so far."""
 
     def __init__(self) -> None:
+        self.state_spec = {"h": (np.float32, (4,)), "bow": (np.float32, (3,)),
+                           "n": (np.int64, (1,))}
+        self.bag_of_words = BagOfWords(["awful", "refund", "thanks"])
         self.encode_calls: list[int] = []
         self.step_calls: list[int] = []
 
@@ -47,11 +50,16 @@ class FakeScorer:
             out[i, 1] = 1.0 if "awful" in t else 0.0
         return out
 
-    async def step(self, embedding, is_customer, state):
+    async def step(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        embedding, is_customer = inputs["embedding"], inputs["is_customer"]
         self.step_calls.append(len(embedding))
-        new = 0.5 * state + np.concatenate([embedding, is_customer], axis=1)
+        new = 0.5 * inputs["h"] + np.concatenate([embedding, is_customer], axis=1)
         logits = np.stack([8 * embedding[:, 1], np.zeros(len(embedding)),
                            1.0 + new[:, 0], np.zeros(len(embedding)), np.zeros(len(embedding))],
                           axis=1)
         probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-        return probs.astype(np.float32), new.astype(np.float32)
+        bow = inputs["bow"] + inputs["turn_bow"]
+        return {"probs": probs.astype(np.float32),
+                "topic_words": np.argsort(-bow, axis=1, kind="stable")[:, :2],
+                "h": new.astype(np.float32), "bow": bow.astype(np.float32),
+                "n": inputs["n"] + 1}

@@ -40,29 +40,42 @@ def test_triton_equals_onnx_runtime(stack, encoder):
     np.testing.assert_allclose(served, local, atol=1e-5)
 
     rng = np.random.default_rng(1)
-    head_feed = {"embedding": local.astype(np.float32),
-                 "is_customer": np.array([[1], [0], [1]], np.float32),
-                 "state": rng.standard_normal((3, 128)).astype(np.float32)}
-    served = triton_infer(stack.triton.grpc_url, "turn_head", head_feed, ["probs", "state_out"])
-    local = ort.InferenceSession(str(MODEL_REPOSITORY / "turn_head/1/model.onnx")).run(
-        ["probs", "state_out"], head_feed)
-    for s, loc in zip(served, local, strict=True):
-        np.testing.assert_allclose(s, loc, atol=1e-5)
+    sess = ort.InferenceSession(str(MODEL_REPOSITORY / "tml/1/model.onnx"))
+    feed = {}
+    for t in sess.get_inputs():
+        shape = [3, *t.shape[1:]]
+        if t.type == "tensor(int64)":
+            feed[t.name] = rng.integers(0, 40, shape).astype(np.int64)
+        elif "bow" in t.name:
+            feed[t.name] = rng.poisson(0.05, shape).astype(np.float32)
+        else:
+            feed[t.name] = rng.standard_normal(shape).astype(np.float32)
+    feed["embedding"] = local.astype(np.float32)
+    feed["is_customer"] = np.array([[1], [0], [1]], np.float32)
+    names = [o.name for o in sess.get_outputs()]
+    served = triton_infer(stack.triton.grpc_url, "tml", feed, names)
+    for name, s, loc in zip(names, served, sess.run(names, feed), strict=True):
+        np.testing.assert_allclose(s, loc, atol=1e-5, err_msg=name)
 
 
 def test_startup_check_refuses_a_mismatched_model(stack):
     tok = TurnTokenizer(default_tokenizer_path())
 
-    async def check(encoder: str, head: str) -> int:
+    async def check(encoder: str, head: str) -> dict:
         scorer = TritonScorer(stack.triton.grpc_url, encoder, head, tok)
         try:
             await scorer.check_models(max_batch=64)
-            return scorer.state_size
+            return {"state": scorer.state_spec, "words": len(scorer.bag_of_words)}
         finally:
             await scorer.close()
 
-    assert asyncio.run(check("encoder", "turn_head")) == 128
+    got = asyncio.run(check("encoder", "tml"))
+    assert got["state"]["memory"] == (np.float32, (32, 256))
+    assert got["state"]["memory_len"] == (np.int64, (1,))
+    assert set(got["state"]) == {"h", "c", "memory", "memory_len", "bow_overall",
+                                 "bow_customer", "bow_agent"}
+    assert got["words"] == got["state"]["bow_overall"][1][0]
     with pytest.raises(ModelMismatch):
         asyncio.run(check("encoder", "encoder"))  # the head's tensors are not there
     with pytest.raises(ModelMismatch):
-        asyncio.run(check("turn_head", "turn_head"))
+        asyncio.run(check("tml", "tml"))

@@ -1,4 +1,4 @@
-"""How often each alert threshold fires on validation data, and how precise it is.
+"""How often each alert threshold fires on validation data, and how precise it is (served TML).
 
     python -m training.calibrate_alerts   # writes reports/alert_thresholds.json
 
@@ -15,18 +15,27 @@ import torch
 
 from training.data import Dialogue, label_3, load_meld, load_uss, uss_split
 from training.features import dialogue_features
-from training.model import load_checkpoint
 from training.paths import MODEL_REPOSITORY, REPORTS, ROOT
-from training.train import turn_outputs
+from training.tml import TML, load
+from worker.bow import BagOfWords
 from worker.rules import score_from_probs
 
 THRESHOLDS = (-0.15, -0.2, -0.25, -0.3, -0.35, -0.4)
 
 
-def turn_scores(head, dialogues: list[Dialogue], encoder: Path) -> list[tuple[object, float]]:
-    feats = dialogue_features(dialogues, encoder)
-    return [(u, score_from_probs(torch.softmax(logits, -1).numpy()))
-            for u, _, logits in turn_outputs(head, dialogues, feats)]
+def turn_scores(model: TML, vocabulary: list[str], dialogues: list[Dialogue],
+                encoder: Path) -> list[tuple[object, float]]:
+    """(utterance, served score) of every turn, each dialogue read causally by the model."""
+    bow = BagOfWords(vocabulary)
+    out = []
+    with torch.no_grad():
+        for d, f in zip(dialogues, dialogue_features(dialogues, encoder), strict=True):
+            cust = torch.tensor([[[float(u.role == "customer")] for u in d.utterances]])
+            counts = torch.from_numpy(bow.dense([u.text for u in d.utterances]))[None]
+            logits, _ = model(torch.from_numpy(f)[None], cust, counts)
+            out += [(u, score_from_probs(p.numpy()))
+                    for u, p in zip(d.utterances, torch.softmax(logits[0], -1), strict=True)]
+    return out
 
 
 def rates(scored: list[tuple[object, float]], is_negative) -> list[dict]:
@@ -43,14 +52,16 @@ def rates(scored: list[tuple[object, float]], is_negative) -> list[dict]:
 
 
 def main() -> None:
-    head = load_checkpoint(ROOT / "training/checkpoints/turn_head.pt")
+    head, extra = load(ROOT / "training/checkpoints/tml.pt")
     encoder = MODEL_REPOSITORY / "encoder/1/model.onnx"
     uss = []
     for corpus in ("MWOZ", "SGD"):
         dialogues = load_uss(corpus)
         uss += [dialogues[i] for i in uss_split(corpus)["valid"]]
-    uss_scored = [(u, s) for u, s in turn_scores(head, uss, encoder) if u.role == "customer"]
-    meld_scored = turn_scores(head, load_meld("dev"), encoder)
+    uss_scored = [(u, s) for u, s in turn_scores(head, extra["vocabulary"], uss, encoder)
+                  if u.role == "customer"]
+    meld_scored = turn_scores(head, extra["vocabulary"], load_meld("dev"),
+                              encoder)
     report = {
         "command": "python -m training.calibrate_alerts",
         "uss_valid_customer_turns": rates(uss_scored, lambda u: label_3(u.scores) == 0),

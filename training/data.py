@@ -25,6 +25,7 @@ class Utterance:
     scores: tuple[int, ...] = ()  # USS annotators' 1..5 ratings (customer turns only)
     speaker: str = ""
     sentiment: str = ""  # MELD only
+    emotion: str = ""  # MELD only
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ def load_meld(split: str, root: Path = SHARED_DATA) -> list[Dialogue]:
                         r["Utterance"],
                         speaker=r["Speaker"],
                         sentiment=r["Sentiment"],
+                        emotion=r["Emotion"],
                     )
                     for r in turns
                 ),

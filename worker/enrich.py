@@ -10,8 +10,9 @@ from worker.rules import trend_of
 from worker.state import ConversationState
 
 
-def enrich(turn: Turn, probs: np.ndarray, score: float, state: ConversationState,
-           model: str, echo_text: bool, redact_pii: bool = False) -> EnrichedTurn:
+def enrich(turn: Turn, probs: np.ndarray, score: float, topic_words: list[str],
+           state: ConversationState, model: str, echo_text: bool,
+           redact_pii: bool = False) -> EnrichedTurn:
     slope, word = trend_of(state.recent_scores)
     p = probs.astype(np.float64)
     p = p / p.sum()
@@ -29,6 +30,7 @@ def enrich(turn: Turn, probs: np.ndarray, score: float, state: ConversationState
         trend=round(slope, 6),
         trend_label=word,
         customer_turns=state.customer_turns,
+        topic_words=topic_words,
         model=model,
         text=(redact(turn.text) if redact_pii else turn.text) if echo_text else None,
         channel=turn.channel,

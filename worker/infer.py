@@ -4,7 +4,8 @@ check the served models against what the worker sends before it starts."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -13,6 +14,7 @@ import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from worker import metrics
+from worker.bow import BagOfWords
 from worker.tokenizer import TurnTokenizer
 
 log = structlog.get_logger(__name__)
@@ -22,11 +24,13 @@ ENCODER_IO = {
     "inputs": {"input_ids": ("INT64", (-1,)), "attention_mask": ("INT64", (-1,))},
     "outputs": {"embedding": ("FP32", (384,))},
 }
-HEAD_IO = {
+# the step model: these per-turn tensors, plus state tensors X in and X_out out (any number)
+STEP_IO = {
     "inputs": {"embedding": ("FP32", (384,)), "is_customer": ("FP32", (1,)),
-               "state": ("FP32", (-1,))},
-    "outputs": {"probs": ("FP32", (5,)), "state_out": ("FP32", (-1,))},
+               "turn_bow": ("FP32", (-1,))},
+    "outputs": {"probs": ("FP32", (5,)), "topic_words": ("INT64", (-1,))},
 }
+DTYPES = {"FP32": np.float32, "INT64": np.int64}
 
 
 class ModelMismatch(RuntimeError):
@@ -34,12 +38,16 @@ class ModelMismatch(RuntimeError):
 
 
 class Scorer(Protocol):
-    state_size: int
+    # state tensor name -> (dtype, shape of one conversation's tensor)
+    state_spec: dict[str, tuple[type, tuple[int, ...]]]
+    bag_of_words: BagOfWords  # the step model's vocabulary
 
     async def encode(self, texts: list[str]) -> np.ndarray: ...
 
-    async def step(self, embedding: np.ndarray, is_customer: np.ndarray,
-                   state: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+    async def step(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Per-turn inputs and state tensors in; probs, topic_words and new state out (keyed
+        by the state names)."""
+        ...
 
 
 @dataclass
@@ -55,7 +63,8 @@ class TritonScorer:
     ssl: bool = False
     root_certificates: str | None = None
     timeout_s: float = 10.0
-    state_size: int = 0
+    state_spec: dict[str, tuple[type, tuple[int, ...]]] = field(default_factory=dict)
+    bag_of_words: BagOfWords | None = None
     healthy: bool = True  # false while calls fail; the readiness view reads it
 
     _channel: grpcclient.InferenceServerClient | None = None
@@ -81,14 +90,18 @@ class TritonScorer:
         """Refuse to start unless both models are ready and their inputs, outputs, dtypes and
         batching match what the worker sends (the Morpheus habit)."""
         await self._check(self.encoder_model, ENCODER_IO, max_batch)
-        head = await self._check(self.head_model, HEAD_IO, max_batch)
-        sizes = {t["name"]: int(t["shape"][-1]) for t in head["inputs"] + head["outputs"]}
-        if sizes["state"] != sizes["state_out"] or sizes["state"] < 1:
-            raise ModelMismatch(f"{self.head_model}: state {sizes['state']} in, "
-                                f"{sizes['state_out']} out")
-        self.state_size = sizes["state"]
+        meta, config = await self._check(self.head_model, STEP_IO, max_batch)
+        self.state_spec = step_state(self.head_model, meta)
+        try:
+            vocabulary = json.loads(config["parameters"]["vocabulary"]["string_value"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelMismatch(f"{self.head_model}: no vocabulary parameter") from exc
+        width = {t["name"]: int(t["shape"][-1]) for t in meta["inputs"]}["turn_bow"]
+        if len(vocabulary) != width:
+            raise ModelMismatch(f"{self.head_model}: {len(vocabulary)} words, turn_bow {width}")
+        self.bag_of_words = BagOfWords(vocabulary)
 
-    async def _check(self, name: str, spec: dict, max_batch: int) -> dict:
+    async def _check(self, name: str, spec: dict, max_batch: int) -> tuple[dict, dict]:
         if not await self._client.is_model_ready(name):
             raise ModelMismatch(f"model {name!r} is not ready")
         meta = await self._client.get_model_metadata(name, as_json=True)
@@ -109,7 +122,7 @@ class TritonScorer:
                     raise ModelMismatch(f"{name}.{tname}: served {gdtype}{list(gshape)}, "
                                         f"worker uses {dtype}{list(shape)}")
         log.info("model_checked", model=name, max_batch_size=served_max, wanted=max_batch)
-        return meta
+        return meta, config
 
     async def _infer(self, model: str, inputs: dict[str, np.ndarray],
                      outputs: list[str]) -> list[np.ndarray]:
@@ -143,14 +156,30 @@ class TritonScorer:
             out[bucket.rows] = emb
         return out
 
-    async def step(self, embedding: np.ndarray, is_customer: np.ndarray,
-                   state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        probs, state_out = await self._infer(
-            self.head_model,
-            {"embedding": embedding.astype(np.float32), "is_customer": is_customer.astype(
-                np.float32), "state": state.astype(np.float32)},
-            ["probs", "state_out"])
-        return probs, state_out
+    async def step(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        names = ["probs", "topic_words", *(f"{k}_out" for k in self.state_spec)]
+        outs = await self._infer(self.head_model, inputs, names)
+        return {name.removesuffix("_out"): out for name, out in zip(names, outs, strict=True)}
+
+
+def step_state(name: str, meta: dict) -> dict[str, tuple[type, tuple[int, ...]]]:
+    """The step model's state tensors: every input X besides the per-turn ones, which must come
+    back as output X_out with the same type and shape."""
+    ins = {t["name"]: (t["datatype"], tuple(int(d) for d in t["shape"][1:]))
+           for t in meta["inputs"]}
+    outs = {t["name"]: (t["datatype"], tuple(int(d) for d in t["shape"][1:]))
+            for t in meta["outputs"]}
+    spec = {}
+    for tname, (dtype, shape) in ins.items():
+        if tname in STEP_IO["inputs"]:
+            continue
+        if outs.get(f"{tname}_out") != (dtype, shape) or dtype not in DTYPES or -1 in shape:
+            raise ModelMismatch(f"{name}: state {tname} {dtype}{list(shape)} has no matching "
+                                f"{tname}_out (has {outs.get(f'{tname}_out')})")
+        spec[tname] = (DTYPES[dtype], shape)
+    if not spec:
+        raise ModelMismatch(f"{name}: no state tensors")
+    return spec
 
 
 def is_transient(exc: BaseException) -> bool:

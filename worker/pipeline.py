@@ -1,9 +1,9 @@
 """One micro-batch of input messages -> dead letters, enriched turns, alerts and new states.
 
 Pure apart from the `Scorer` calls, so it runs the same under Faust and in unit tests. Turns of
-many conversations share one encoder call (length-bucketed); the head then runs in waves: the
-first new turn of every conversation in the batch, then the second, and so on, because a turn
-needs the state its predecessor left.
+many conversations share one encoder call (length-bucketed); the step model (TML) then runs in
+waves: the first new turn of every conversation in the batch, then the second, and so on,
+because a turn needs the state its predecessor left.
 """
 
 from __future__ import annotations
@@ -113,17 +113,28 @@ class TurnProcessor:
 
         turns = [t for plan in plans.values() for _, t in plan]
         if turns:
-            embeddings = await self.scorer.encode([t.text for t in turns])
+            texts = [t.text for t in turns]
+            embeddings = await self.scorer.encode(texts)
+            bows = self.scorer.bag_of_words.dense(texts)
             row_of = {id(t): i for i, t in enumerate(turns)}
+            spec = self.scorer.state_spec
             waves = max(len(p) for p in plans.values())
             for w in range(waves):
                 wave = [(cid, plan[w][1]) for cid, plan in plans.items() if len(plan) > w]
-                emb = embeddings[[row_of[id(t)] for _, t in wave]]
-                cust = np.array([[1.0 if t.is_customer else 0.0] for _, t in wave], np.float32)
-                h = np.stack([states[cid].hidden(self.scorer.state_size) for cid, _ in wave])
-                probs, h_new = await self.scorer.step(emb, cust, h)
-                for (cid, turn), p, hn in zip(wave, probs, h_new, strict=True):
-                    self._apply(result, states[cid], turn, p, hn)
+                rows = [row_of[id(t)] for _, t in wave]
+                inputs = {
+                    "embedding": embeddings[rows],
+                    "is_customer": np.array([[1.0 if t.is_customer else 0.0] for _, t in wave],
+                                            np.float32),
+                    "turn_bow": bows[rows],
+                    **{name: np.stack([states[cid].tensor(name, dtype, shape)
+                                       for cid, _ in wave])
+                       for name, (dtype, shape) in spec.items()}}
+                out = await self.scorer.step(inputs)
+                for i, (cid, turn) in enumerate(wave):
+                    self._apply(result, states[cid], turn, out["probs"][i],
+                                self.scorer.bag_of_words.words(out["topic_words"][i]),
+                                {name: out[name][i] for name in spec})
 
         for cid in ending:
             states[cid].end()
@@ -131,12 +142,13 @@ class TurnProcessor:
         return result
 
     def _apply(self, result: BatchResult, state: ConversationState, turn: Turn,
-               probs: np.ndarray, h_new: np.ndarray) -> None:
+               probs: np.ndarray, topic_words: list[str],
+               tensors: dict[str, np.ndarray]) -> None:
         score = score_from_probs(probs)
         fired = apply_customer_score(state, score, self.rules) if turn.is_customer else []
-        state.set_hidden(h_new)
+        state.set_tensors(tensors)
         state.applied(turn.turn_id, turn.seq)
-        event = enrich(turn, probs, score, state, self.model_name, self.echo_text,
+        event = enrich(turn, probs, score, topic_words, state, self.model_name, self.echo_text,
                        self.redact_pii)
         result.enriched.append(event)
         if fired:

@@ -98,6 +98,7 @@ class EnrichedTurn:
     trend: float
     trend_label: str
     customer_turns: int
+    topic_words: list[str]
     model: str
     text: str | None = None
     channel: str | None = None

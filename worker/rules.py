@@ -12,8 +12,8 @@ from worker.state import ConversationState
 @dataclass(frozen=True)
 class AlertRules:
     # defaults from reports/alert_thresholds.json (python -m training.calibrate_alerts)
-    level_threshold: float = -0.3  # a customer turn at or below this score alerts
-    negative_threshold: float = -0.2  # a customer turn at or below this counts as negative
+    level_threshold: float = -0.25  # a customer turn at or below this score alerts
+    negative_threshold: float = -0.15  # a customer turn at or below this counts as negative
     streak: int = 3  # this many negative customer turns in a row alert
     drop: float = 0.35  # a fall of this much below the running score alerts
     cooldown_turns: int = 3  # customer turns after an alert during which no new alert is raised

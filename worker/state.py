@@ -1,12 +1,14 @@
 """Per-conversation dialogue state, kept in the worker's changelog-backed table (pure logic).
 
-The served models are stateless: the head's recurrent state `h` is carried here and goes to
-Triton and back as a tensor with every turn.
+The served models are stateless: the step model's state tensors (TML: LSTM h and c, the
+attention memory and its length, three bag-of-words count vectors) are carried here, compressed,
+and go to Triton and back with every turn.
 """
 
 from __future__ import annotations
 
 import base64
+import zlib
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
@@ -21,7 +23,8 @@ class ConversationState:
     conversation_id: str
     last_seq: int = -1
     turns: int = 0
-    h_b64: str | None = None  # float32 recurrent state, base64 (None = zeros)
+    # the model's state tensors: name -> base64 of zlib-compressed raw bytes (absent = zeros)
+    tensors: dict[str, str] = field(default_factory=dict)
     recent_turn_ids: list[str] = field(default_factory=list)
     customer_turns: int = 0
     running_score: float | None = None
@@ -35,13 +38,17 @@ class ConversationState:
     last_offset: int = -1
     updated_at: float = 0.0  # wall-clock seconds of the last message: idle expiry reads it
 
-    def hidden(self, size: int) -> np.ndarray:
-        if self.h_b64 is None:
-            return np.zeros(size, dtype=np.float32)
-        return np.frombuffer(base64.b64decode(self.h_b64), dtype=np.float32).copy()
+    def tensor(self, name: str, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
+        raw = self.tensors.get(name)
+        if raw is None:
+            return np.zeros(shape, dtype=dtype)
+        flat = np.frombuffer(zlib.decompress(base64.b64decode(raw)), dtype=dtype)
+        return flat.reshape(shape).copy()
 
-    def set_hidden(self, h: np.ndarray) -> None:
-        self.h_b64 = base64.b64encode(np.ascontiguousarray(h, dtype=np.float32).tobytes()).decode()
+    def set_tensors(self, tensors: dict[str, np.ndarray]) -> None:
+        # level 1: the bag-of-words counts are mostly zeros; floats barely compress anyway
+        self.tensors = {name: base64.b64encode(zlib.compress(
+            np.ascontiguousarray(arr).tobytes(), 1)).decode() for name, arr in tensors.items()}
 
     def seen(self, turn_id: str) -> bool:
         return turn_id in self.recent_turn_ids
@@ -62,7 +69,7 @@ class ConversationState:
     def end(self) -> None:
         """Keep a small marker so that late turns are recognised; drop the model state."""
         self.ended = True
-        self.h_b64 = None
+        self.tensors = {}
         self.recent_scores = []
 
     def dumps(self) -> bytes:

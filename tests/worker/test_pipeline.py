@@ -1,6 +1,7 @@
 import asyncio
 import base64
 
+import numpy as np
 import orjson
 
 from tests.helpers import FakeScorer, msg, turn
@@ -108,7 +109,7 @@ def test_end_of_conversation_then_late_turn():
     assert [d.reason for d in results[0].dead_letters] == ["conversation_ended"]
     assert [d.reason for d in results[1].dead_letters] == ["conversation_ended"]
     state = ConversationState.loads(store.data["a"])
-    assert state.ended and state.h_b64 is None
+    assert state.ended and state.tensors == {}
 
 
 def test_negative_customer_turn_alerts_and_agent_turn_never_does():
@@ -160,3 +161,17 @@ def test_echoed_text_can_be_redacted():
     proc = TurnProcessor(FakeScorer(), AlertRules(), model_name="fake", redact_pii=True)
     (result,), _ = run([[msg(turn("a", 0, text="write to bob@example.com"))]], proc)
     assert result.enriched[0].text == "write to [EMAIL]"
+
+
+def test_state_tensors_carry_over_batches_and_topic_words_come_from_the_vocabulary():
+    """Every state tensor the model declares is stored and fed back, across micro-batches."""
+    first = [msg(turn("t", 0, text="I want a refund, refund now")),
+             msg(turn("t", 1, "agent", text="thanks for waiting"))]
+    second = [msg(turn("t", 2, text="this is awful"))]
+    (r1, r2), store = run([first, second])
+    state = store.load("t")
+    assert state.tensor("n", np.int64, (1,)).tolist() == [3]
+    assert state.tensor("bow", np.float32, (3,)).tolist() == [1.0, 2.0, 1.0]
+    assert r1.enriched[0].topic_words == ["refund", "awful"]
+    assert r2.enriched[0].topic_words == ["refund", "awful"]
+    assert r2.enriched[0].label == "very_negative"

@@ -3,20 +3,28 @@ import numpy as np
 from worker.state import RECENT_TURN_IDS, ConversationState, expired
 
 
-def test_roundtrip_keeps_hidden_state_exactly():
+def test_roundtrip_keeps_model_state_exactly():
     s = ConversationState("c1")
-    h = np.random.default_rng(0).standard_normal(128).astype(np.float32)
-    s.set_hidden(h)
+    rng = np.random.default_rng(0)
+    h = rng.standard_normal(256).astype(np.float32)
+    memory = rng.standard_normal((32, 256)).astype(np.float32)
+    bow = np.zeros(2000, np.float32)
+    bow[[3, 70, 1999]] = [1, 4, 2]
+    length = np.array([7], np.int64)
+    s.set_tensors({"h": h, "memory": memory, "bow": bow, "memory_len": length})
     s.applied("t0", 0)
     back = ConversationState.loads(s.dumps())
-    assert np.array_equal(back.hidden(128), h)
+    assert np.array_equal(back.tensor("h", np.float32, (256,)), h)
+    assert np.array_equal(back.tensor("memory", np.float32, (32, 256)), memory)
+    assert np.array_equal(back.tensor("bow", np.float32, (2000,)), bow)
+    assert np.array_equal(back.tensor("memory_len", np.int64, (1,)), length)
     assert back.last_seq == 0 and back.seen("t0") and back.turns == 1
-    assert len(s.dumps()) < 1500  # a few hundred bytes per conversation
+    assert len(ConversationState("c2", tensors={"bow": s.tensors["bow"]}).dumps()) < 600
 
 
 def test_new_state_is_zeros_and_recent_ids_are_bounded():
     s = ConversationState("c1")
-    assert not s.hidden(8).any()
+    assert not s.tensor("h", np.float32, (8,)).any()
     for i in range(RECENT_TURN_IDS + 5):
         s.applied(f"t{i}", i)
     assert len(s.recent_turn_ids) == RECENT_TURN_IDS and s.seen(f"t{RECENT_TURN_IDS + 4}")
@@ -25,9 +33,9 @@ def test_new_state_is_zeros_and_recent_ids_are_bounded():
 
 def test_end_drops_model_state():
     s = ConversationState("c1")
-    s.set_hidden(np.ones(4, np.float32))
+    s.set_tensors({"h": np.ones(4, np.float32)})
     s.end()
-    assert s.ended and s.h_b64 is None
+    assert s.ended and s.tensors == {}
 
 
 def test_expiry_picks_idle_states_of_owned_partitions_only():
