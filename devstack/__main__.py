@@ -1,9 +1,12 @@
-"""Local stack commands: `python -m devstack {demo,up,replay,tail}`.
+"""Local stack commands: `python -m devstack {demo,up,replay,tail,benchmark,reliability}`.
 
 demo    start Tansu + tritonserver + the worker on 127.0.0.1, replay dialogues, show the output
 up      start the stack and keep it running (prints the addresses) until Ctrl-C
 replay  publish dialogues into a running broker
 tail    show enriched turns, alerts and dead letters of a running broker
+benchmark    every performance scenario side by side (reports/benchmark.md)
+reliability  kill -9, Triton outage, broker restart, fuzz and soak on the real processes
+             (reports/reliability.md)
 """
 
 from __future__ import annotations
@@ -90,6 +93,26 @@ def benchmark(args: argparse.Namespace) -> None:
     print(report)
 
 
+def reliability(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from devstack import reliability as rel
+
+    parts = rel.PARTS if not args.only else [p.strip() for p in args.only.split(",")]
+    unknown = set(parts) - set(rel.PARTS)
+    if unknown:
+        sys.exit(f"unknown part(s) {sorted(unknown)}; choose from {', '.join(rel.PARTS)}")
+    stem = Path(args.out or ("reports/reliability" if not args.smoke
+                             else ".devstack/reliability-smoke"))
+    command = " ".join(["python -m devstack reliability", *sys.argv[2:]])
+    if not args.only and stem.with_suffix(".json").exists():
+        stem.with_suffix(".json").unlink()  # a full run replaces the report; --only merges
+    result = rel.run(parts, rel.SMOKE if args.smoke else rel.FULL, command, stem,
+                     soak_minutes=args.soak_minutes, soak_conversations=args.soak_conversations)
+    print(stem.with_suffix(".md").read_text())
+    say("summary: " + json.dumps(rel.summary(result)))
+
+
 def up(args: argparse.Namespace) -> None:
     from devstack.stack import start_stack
 
@@ -125,6 +148,14 @@ def main() -> None:
                    help="an external (e.g. GPU) Triton gRPC address instead of the local one")
     b.add_argument("--out", default=None, help="report path stem (default reports/benchmark)")
     b.add_argument("--no-profile", action="store_true", help="skip the py-spy profile")
+    rl = sub.add_parser("reliability", help="faults, fuzz and soak on the real processes")
+    rl.add_argument("--smoke", action="store_true", help="tiny versions of every part (CI)")
+    rl.add_argument("--only", default=None,
+                    help="comma-separated parts (triton,broker,fuzz,soak,kill9), merged into "
+                         "an existing report")
+    rl.add_argument("--out", default=None, help="report path stem (default reports/reliability)")
+    rl.add_argument("--soak-minutes", type=float, default=None)
+    rl.add_argument("--soak-conversations", type=int, default=None)
     t = sub.add_parser("tail", help="show enriched turns, alerts and dead letters")
     t.add_argument("--bootstrap", required=True)
     t.add_argument("--seconds", type=float, default=None)
@@ -137,6 +168,8 @@ def main() -> None:
         up(args)
     elif args.cmd == "benchmark":
         benchmark(args)
+    elif args.cmd == "reliability":
+        reliability(args)
     elif args.cmd == "replay":
         msgs = [conversation_messages(dlg, args.prefix) for dlg in pick_dialogues(
             args.conversations)]

