@@ -821,6 +821,21 @@ def kill9(stack: Stack, scale: Scale, seed: int = 5) -> dict:
         stop_worker(stack, worker)
 
 
+def code_version() -> str | None:
+    """The commit the run used, `+modified` if tracked files differed from it."""
+    import subprocess
+
+    from devstack.procs import ROOT
+
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                              capture_output=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "-uno"], cwd=ROOT, text=True,
+                               capture_output=True, timeout=10).stdout.strip()
+        return (head + ("+modified" if dirty else "")) or None
+    return None
+
+
 def faust_fixes_commit() -> str | None:
     """The last commit touching worker/faust_fixes.py (the mid-stream reposition fix), if any."""
     import subprocess
@@ -921,9 +936,10 @@ def markdown(r: dict) -> str:
         if not part:
             continue
         lines += ["", f"## {key}", "", f"Command: `{part.get('command')}` "
-                  f"({part.get('when')}, {part.get('seconds')} s). {notes[key]}", ""]
+                  f"({part.get('when')}, {part.get('seconds')} s, code {part.get('code')}). "
+                  f"{notes[key]}", ""]
         for name, value in part.items():
-            if name in ("command", "when", "seconds", "samples", "kills"):
+            if name in ("command", "when", "code", "seconds", "samples", "kills"):
                 continue
             lines.append(f"- {name}: {_fmt(value) if not isinstance(value, dict | list) else json.dumps(value)}")  # noqa: E501
         if key == "kill9" and part.get("kills"):
@@ -964,7 +980,7 @@ def run(parts: Iterable[str], scale: Scale, command: str, out: Path,
                 res = soak(stack, scale, soak_minutes, soak_conversations)
             else:
                 res = kill9(stack, scale)
-            res = {"command": command, "when": when,
+            res = {"command": command, "when": when, "code": code_version(),
                    "seconds": round(time.monotonic() - t0, 1), **res}
             results[SECTION[part]] = res
             shown = {k: v for k, v in res.items() if k not in ("samples", "kills")}
