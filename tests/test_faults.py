@@ -5,7 +5,6 @@ score of an uninterrupted run of the same dialogues."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import threading
 import time
@@ -21,13 +20,6 @@ from devstack.triton import Triton
 
 pytestmark = pytest.mark.integration
 SESSION_TIMEOUT_S = 6  # broker_session_timeout of the local (Tansu) profile, worker/app.py
-KNOWN_BUG = pytest.mark.skipif(not os.environ.get("CHAT_RUN_KNOWN_BUGS"), reason=(
-    "faust-streaming 0.15.3 loses input when a consumer is repositioned mid-stream (a rebalance, "
-    "or a restarted worker whose fetcher starts before the seek to the committed offset): the "
-    "fetch loop keeps delivering its stale batch, the jump is taken for an offset gap and "
-    "auto-acked (committed), and the re-fetched messages fall below the advanced read offset "
-    "and are dropped (faust/transport/consumer.py: _drain_messages, _add_gap). Seen here: 67 of "
-    "1,132 turns lost. CHAT_RUN_KNOWN_BUGS=1 runs these."))
 
 
 def get(port: int, path: str) -> tuple[int, bytes]:
@@ -92,7 +84,6 @@ def test_triton_outage_holds_input_and_loses_nothing(stack, outputs):
     assert status == 200 and b'chat_triton_retries_total{kind="transient"}' in body
 
 
-@KNOWN_BUG
 def test_worker_kill9_twice_loses_nothing_and_applies_nothing_twice(stack, outputs):
     dialogues = pick_dialogues(60, seed=5)
     turns = sum(len(d.utterances) for d in dialogues)
@@ -125,7 +116,6 @@ def test_worker_kill9_twice_loses_nothing_and_applies_nothing_twice(stack, outpu
         "k9-"))
 
 
-@KNOWN_BUG
 def test_second_worker_joins_and_leaves_state_follows_partitions(stack, outputs):
     dialogues = pick_dialogues(30, seed=9)
     turns = sum(len(d.utterances) for d in dialogues)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import faust
 
+from worker import faust_fixes
 from worker.settings import Settings
 
 # The embedded local broker (Tansu) answers ListOffsets "latest" with the last batch's base
@@ -67,6 +68,7 @@ def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | No
 
 
 def create_app(settings: Settings) -> Wiring:
+    faust_fixes.apply()  # before the app exists: input lost on reposition (worker/faust_fixes.py)
     profile = TANSU_PROFILE if settings.broker_profile == "tansu" else {}
     if settings.broker_profile == "tansu":
         narrow_fetch_wait(TANSU_FETCH_WAIT_MS)
