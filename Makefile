@@ -32,10 +32,14 @@ test: setup
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m pytest
 
+# the served TML (USS + MELD, 5 levels) -> model_repository/tml, then its evaluation
 train: setup
-	$(BIN)/python -m training.train --no-meld --out-dir .devstack/uss-only \
-	    --checkpoint .devstack/uss-only/turn_head.pt --report reports/first_model_uss_only.json
-	$(BIN)/python -m training.train
+	$(BIN)/python -m training.tml_train --tasks served --models tml --seeds 0 \
+	    --out .devstack/tml-served --save-dir .devstack/tml-served
+	cp .devstack/tml-served/served-tml-0.pt training/checkpoints/tml.pt
+	$(BIN)/python -m training.tml_export training/checkpoints/tml.pt
+	$(BIN)/python -m training.calibrate_alerts
+	$(BIN)/python -m training.tml_train
 
 clean:
 	rm -rf .devstack .pytest_cache

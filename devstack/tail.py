@@ -37,11 +37,12 @@ def format_event(topic: str, doc: dict, topics: dict[str, str], color: bool = Fa
     run = doc["running_score"]
     text = (doc.get("text") or "").replace("\n", " ")
     text = text[:56] + "…" if len(text) > 57 else text
+    words = ",".join(doc.get("topic_words", [])[:3])
     return (f"{doc['conversation_id']:<22} #{doc['seq']:<3} {doc['role']:<8} "
             + _c(f"{doc['label']:<13}", COLORS[doc["label"]], color)
             + f" {doc['score']:+.2f} [{bar(doc['score'])}] run "
             + (f"{run:+.2f}" if run is not None else "  -  ")
-            + f" {ARROWS[doc['trend_label']]}  {text}")
+            + f" {ARROWS[doc['trend_label']]}  {text}" + (f"  [{words}]" if words else ""))
 
 
 async def tail(bootstrap: str, topics: dict[str, str], seconds: float | None = None,

@@ -56,4 +56,73 @@ def markdown(rows: list[dict], command: str) -> str:
                 lines.append(f"| {dataset} | published ({source}) | | " + " | ".join(
                     f"{100 * figures[m]:.1f}" if m in figures else "" for m in names) + " | |")
         lines.append("")
+    lines += comparisons(groups) + window_sweep(groups)
     return "\n".join(lines)
+
+
+def mean(rs: list[dict], metric: str) -> float:
+    return float(np.mean([r["metrics"][metric] for r in rs]))
+
+
+def comparisons(groups) -> list[str]:
+    """TML against each other model, macro-F1 points (means over seeds), per task and test set.
+    The paper's own ablation: topic models add 2.5 macro-F1 points."""
+    lines = ["## TML minus each other model (macro-F1 points, means over seeds)", "",
+             "| task | test set | vs tml_no_topics | vs tml_no_attention | vs utterance_mlp "
+             "| vs logreg |", "|---|---|---|---|---|---|"]
+    for task, dataset in sorted({(k[0], k[1]) for k in groups if k[2] == "tml"}):
+        tml = mean(groups[(task, dataset, "tml")], "macro_f1")
+        cells = []
+        for other in MODEL_ORDER[1:]:
+            rs = groups.get((task, dataset, other))
+            cells.append(f"{100 * (tml - mean(rs, 'macro_f1')):+.1f}" if rs else "")
+        lines.append(f"| {task} | {dataset} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def window_sweep(groups) -> list[str]:
+    """Accuracy against the attention window (USS 3-class, one seed, window 32 = the default)."""
+    rows = []
+    for (task, dataset, model), rs in groups.items():
+        if model.startswith("tml_window_") or (model == "tml" and any(
+                k[2].startswith("tml_window_") and k[0] == task for k in groups)):
+            window = int(model.rsplit("_", 1)[1]) if model != "tml" else rs[0].get("window", 32)
+            seed0 = [r for r in rs if r["seed"] == 0] or rs
+            rows.append((task, dataset, window, seed0[0]["metrics"]))
+    if not rows:
+        return []
+    lines = ["## Attention window (earlier turns read), seed 0", "",
+             "| task | test set | window | accuracy | macro-F1 |", "|---|---|---|---|---|"]
+    for task, dataset, window, m in sorted(rows, key=lambda r: (r[0], r[1], r[2])):
+        lines.append(f"| {task} | {dataset} | {window} | {100 * m['accuracy']:.1f} | "
+                     f"{100 * m['macro_f1']:.1f} |")
+    return [*lines, ""]
+
+
+def main() -> None:
+    """Merge runs made in parallel: python -m training.tml_report OUT_DIR OTHER_DIR...
+    (rows of the others are added to OUT_DIR/eval.json; eval.md lists every command)."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("out", type=Path)
+    p.add_argument("others", type=Path, nargs="+")
+    args = p.parse_args()
+    rows, commands, seen = [], [], set()
+    for d in [args.out, *args.others]:
+        for r in json.loads((d / "eval.json").read_text()):
+            key = (r["task"], r["dataset"], r["model"], r["seed"])
+            if key not in seen:  # the same cell run twice: the first merged wins
+                seen.add(key)
+                rows.append(r)
+        commands.append((d / "command.txt").read_text().strip())
+    command = "; ".join(commands)
+    (args.out / "eval.json").write_text(json.dumps(rows, indent=1) + "\n")
+    (args.out / "eval.md").write_text(markdown(rows, command))
+    (args.out / "command.txt").write_text(command + "\n")
+
+
+if __name__ == "__main__":
+    main()
