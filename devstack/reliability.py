@@ -406,13 +406,14 @@ def compare(dialogues: list[Dialogue], collector: Collector, ref_prefix: str,
     return out
 
 
-async def topic_turns(bootstrap: str, topic: str, partitions: int) -> dict[tuple[int, int], str]:
-    """(partition, offset) -> turn_id of every turn record in `topic`, read from the beginning
-    to its end offsets."""
+async def read_log(bootstrap: str, topic: str, partitions: int
+                   ) -> list[tuple[int, int, bytes | None, bytes | None]]:
+    """(partition, offset, key, value) of every record in `topic`, from the beginning to the
+    end offsets at the time of the call."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
-    ids: dict[tuple[int, int], str] = {}
+    out: list[tuple[int, int, bytes | None, bytes | None]] = []
     try:
         tps = [TopicPartition(topic, p) for p in range(partitions)]
         consumer.assign(tps)
@@ -424,14 +425,34 @@ async def topic_turns(bootstrap: str, topic: str, partitions: int) -> dict[tuple
             if all(p >= end[tp] for p, tp in zip(positions, tps, strict=True)):
                 break
             for msgs in (await consumer.getmany(timeout_ms=500)).values():
-                for m in msgs:
-                    with contextlib.suppress(orjson.JSONDecodeError, TypeError):
-                        doc = orjson.loads(m.value)
-                        if isinstance(doc, dict) and "turn_id" in doc:
-                            ids[(m.partition, m.offset)] = doc["turn_id"]
+                out += [(m.partition, m.offset, m.key, m.value) for m in msgs]
     finally:
         await consumer.stop()
+    return out
+
+
+def topic_turns(bootstrap: str, topic: str, partitions: int) -> dict[tuple[int, int], str]:
+    """(partition, offset) -> turn_id of every turn record in `topic`."""
+    ids: dict[tuple[int, int], str] = {}
+    for p, o, _, value in asyncio.run(read_log(bootstrap, topic, partitions)):
+        with contextlib.suppress(orjson.JSONDecodeError, TypeError):
+            doc = orjson.loads(value)
+            if isinstance(doc, dict) and "turn_id" in doc:
+                ids[(p, o)] = doc["turn_id"]
     return ids
+
+
+def applied_turns(bootstrap: str, changelog: str, partitions: int) -> dict[str, set[str]]:
+    """Conversation id -> every turn id that some stored state of it reflects. Each state
+    lists its last 16 turn ids and a state is stored after every batch, so the union over the
+    changelog holds every turn the table applied (and kept)."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for _, _, key, value in asyncio.run(read_log(bootstrap, changelog, partitions)):
+        if key is None or value is None:
+            continue
+        with contextlib.suppress(orjson.JSONDecodeError, TypeError, KeyError):
+            out[key.decode()] |= set(orjson.loads(value)["recent_turn_ids"])
+    return out
 
 
 def reference_run(stack: Stack, collector: Collector, env: dict[str, str],
@@ -576,8 +597,8 @@ def broker_restart(triton: Triton, conversations: int, down_s: float, rate: floa
         # already consumed (and committed) that offset, so the record now there is never
         # delivered. Both are the broker's loss: they are found from the acked offsets and the
         # log as it is after the restart, and counted apart from the worker's figures.
-        log_now = asyncio.run(topic_turns(broker.bootstrap, env["CHAT_TOPIC_TURNS"],
-                                          stack.settings.partitions))
+        log_now = topic_turns(broker.bootstrap, env["CHAT_TOPIC_TURNS"],
+                              stack.settings.partitions)
         present = set(log_now.values())
         lost_ids, reused = set(), []
         for i, m in enumerate(stream):
@@ -589,13 +610,31 @@ def broker_restart(triton: Triton, conversations: int, down_s: float, rate: floa
             if now_there is not None and now_there != tid:
                 reused.append((tid, now_there, *acked[i]))
         shadowed = {r[1] for r in reused}
+        # the same loss hits the worker's own writes: a turn whose event was delivered and
+        # whose input offset was committed (so Faust had flushed the state write and the
+        # broker had acked it) but which no stored state reflects lost its state write in the
+        # broker; after the rejoin the table is restored without it, so the conversation's
+        # later scores differ from the reference
+        applied = applied_turns(broker.bootstrap,
+                                f"{env['CHAT_APP_ID']}-conversations-changelog",
+                                stack.settings.partitions)
+        delivered = collector.ids()
+        state_lost = {f"brk-{d.id}:{seq}" for d in dialogues for seq in range(len(d.utterances))
+                      if f"brk-{d.id}:{seq}" in present
+                      and event_id(f"brk-{d.id}", f"brk-{d.id}:{seq}") in delivered
+                      and f"brk-{d.id}:{seq}" not in applied.get(f"brk-{d.id}", set())}
 
         def key_of(tid: str) -> tuple[str, int]:
             cid, _, seq = tid.removeprefix("brk-").rpartition(":")
             return cid, int(seq)
 
+        raw = compare(dialogues, collector, "ref-", "brk-")
         result = compare(dialogues, collector, "ref-", "brk-",
-                         broker_lost={key_of(t) for t in lost_ids | shadowed})
+                         broker_lost={key_of(t) for t in lost_ids | shadowed | state_lost})
+        result["raw_before_attribution"] = {k: raw[k] for k in (
+            "turns_missing", "score_mismatches", "alerts_missing", "alerts_extra")}
+        result["state_writes_lost_by_broker"] = sorted(t.removeprefix("brk-")
+                                                       for t in state_lost)
         result["input_lost_by_broker"] = len(lost_ids)
         result["input_lost_by_broker_examples"] = sorted(key_of(t)[0] + f"#{key_of(t)[1]}"
                                                          for t in lost_ids)[:10]
