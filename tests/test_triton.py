@@ -79,3 +79,21 @@ def test_startup_check_refuses_a_mismatched_model(stack):
         asyncio.run(check("encoder", "encoder"))  # the head's tensors are not there
     with pytest.raises(ModelMismatch):
         asyncio.run(check("tml", "tml"))
+
+
+def test_a_turn_scores_the_same_bits_in_any_batch(stack):
+    """A turn recomputed after a crash lands in another batch; its event must be identical."""
+    tok = TurnTokenizer(default_tokenizer_path())
+    texts = ["I need a cheap hotel in the north with free parking please", "thanks",
+             "Can you book a table for two at 7pm at an italian restaurant in the centre?"]
+
+    async def embed() -> list[np.ndarray]:
+        scorer = TritonScorer(stack.triton.grpc_url, "encoder", "tml", tok)
+        try:
+            return [await scorer.encode(texts[:1]), await scorer.encode(texts),
+                    await scorer.encode(texts * 20)]
+        finally:
+            await scorer.close()
+
+    alone, three, sixty = asyncio.run(embed())
+    assert np.array_equal(alone[0], three[0]) and np.array_equal(alone[0], sixty[0])
