@@ -342,7 +342,8 @@ def streams(dialogues: list[Dialogue], prefix: str) -> list[Outgoing]:
 
 
 def compare(dialogues: list[Dialogue], collector: Collector, ref_prefix: str,
-            prefix: str, broker_lost: set[tuple[str, int]] | None = None) -> dict:
+            prefix: str, broker_lost: set[tuple[str, int]] | None = None,
+            outputs_lost: set[tuple[str, int]] | None = None) -> dict:
     """Every input turn's event by deterministic event id; scores and alerts against the
     reference run of the same dialogues (same conversation ids but for the prefix).
 
@@ -350,16 +351,22 @@ def compare(dialogues: list[Dialogue], collector: Collector, ref_prefix: str,
     acknowledged to the producer but no longer has, or put at an offset the worker had already
     consumed (see broker_restart). They are not counted as missing; the later
     turns of their conversation legitimately differ from the reference (their state never saw
-    the lost turn), so their scores and alerts are counted apart, not as mismatches."""
+    the lost turn), so their scores and alerts are counted apart, not as mismatches.
+    `outputs_lost`: turns whose event (and alert) the broker acknowledged to the worker but no
+    longer has; not counted as missing, their conversation's later turns are unaffected."""
     want = expected_ids(dialogues, prefix)
     ref_want = expected_ids(dialogues, ref_prefix)
     lost = broker_lost or set()
+    gone = outputs_lost or set()
     first_lost: dict[str, int] = {}
     for c, seq in lost:
         first_lost[c] = min(seq, first_lost.get(c, seq))
 
     def after_loss(key: tuple[str, int]) -> bool:
         return key[0] in first_lost and key[1] > first_lost[key[0]]
+
+    def broker_lost_it(key: tuple[str, int]) -> bool:
+        return key in lost or key in gone or after_loss(key)
 
     def grouped(pfx: str) -> dict[tuple[str, int], list[dict]]:
         out: dict[tuple[str, int], list[dict]] = defaultdict(list)
@@ -380,7 +387,7 @@ def compare(dialogues: list[Dialogue], collector: Collector, ref_prefix: str,
 
     ref_alerts, alerts = alert_keys(ref_prefix), alert_keys(prefix)
     got_ids = collector.ids()
-    missing = [i for i in set(want) - got_ids if want[i] not in lost]
+    missing = [i for i in set(want) - got_ids if want[i] not in lost | gone]
     out = {
         "turns_in": len(want),
         "turns_missing": len(missing),
@@ -390,11 +397,13 @@ def compare(dialogues: list[Dialogue], collector: Collector, ref_prefix: str,
         "duplicates_differing": len(differing),
         "score_mismatches": sum(1 for k in mismatched if not after_loss(k)),
         "alerts_reference": len(ref_alerts),
-        "alerts_missing": len({k for k in ref_alerts - alerts if not after_loss(k)}),
-        "alerts_extra": len({k for k in alerts - ref_alerts if not after_loss(k)}),
+        "alerts_missing": len({k for k in ref_alerts - alerts if not broker_lost_it(k)}),
+        "alerts_extra": len({k for k in alerts - ref_alerts if not broker_lost_it(k)}),
         "dlq": len(collector.select("dlq", lambda d: (d["conversation_id"] or "").startswith(
             prefix))),
         "missing_examples": sorted(f"{c}#{s}" for c, s in (want[i] for i in missing))[:10],
+        "alerts_missing_examples": sorted(f"{c}#{s}" for c, s in ref_alerts - alerts
+                                          if not broker_lost_it((c, s)))[:10],
     }
     if broker_lost is not None:
         out.update({
@@ -624,17 +633,28 @@ def broker_restart(triton: Triton, conversations: int, down_s: float, rate: floa
                       and event_id(f"brk-{d.id}", f"brk-{d.id}:{seq}") in delivered
                       and f"brk-{d.id}:{seq}" not in applied.get(f"brk-{d.id}", set())}
 
+        # and its output writes: the worker stores a state only after the broker acked the
+        # turn's event, so a turn that a stored state reflects but whose event the topic no
+        # longer has (read back, not only as collected) was acked to the worker and then lost
+        in_topic = {orjson.loads(v)["event_id"] for _, _, _, v in asyncio.run(read_log(
+            broker.bootstrap, env["CHAT_TOPIC_ENRICHED"], stack.settings.partitions))}
+        outputs_lost = {t for c, ids in applied.items() if c.startswith("brk-") for t in ids
+                        if t in present and t not in lost_ids
+                        and event_id(c, t) not in delivered | in_topic}
+
         def key_of(tid: str) -> tuple[str, int]:
             cid, _, seq = tid.removeprefix("brk-").rpartition(":")
             return cid, int(seq)
 
         raw = compare(dialogues, collector, "ref-", "brk-")
         result = compare(dialogues, collector, "ref-", "brk-",
-                         broker_lost={key_of(t) for t in lost_ids | shadowed | state_lost})
+                         broker_lost={key_of(t) for t in lost_ids | shadowed | state_lost},
+                         outputs_lost={key_of(t) for t in outputs_lost})
         result["raw_before_attribution"] = {k: raw[k] for k in (
             "turns_missing", "score_mismatches", "alerts_missing", "alerts_extra")}
         result["state_writes_lost_by_broker"] = sorted(t.removeprefix("brk-")
                                                        for t in state_lost)
+        result["events_lost_by_broker"] = sorted(t.removeprefix("brk-") for t in outputs_lost)
         result["input_lost_by_broker"] = len(lost_ids)
         result["input_lost_by_broker_examples"] = sorted(key_of(t)[0] + f"#{key_of(t)[1]}"
                                                          for t in lost_ids)[:10]
