@@ -102,6 +102,13 @@ def test_out_of_order_turn_goes_to_dead_letters():
     assert dl.reason == "out_of_order" and dl.conversation_id == "a"
 
 
+def test_a_gap_in_seq_is_accepted_without_waiting():
+    # seq 2..4 never arrive (a platform may drop system turns): 5 is applied at once
+    results, store = run([[msg(turn("a", 0)), msg(turn("a", 1))], [msg(turn("a", 5))]])
+    assert [e.seq for e in results[1].enriched] == [5] and not results[1].dead_letters
+    assert ConversationState.loads(store.data["a"]).turns == 3
+
+
 def test_end_of_conversation_then_late_turn():
     end = {"type": "conversation_end", "conversation_id": "a", "ts": "2026-11-25T10:00:00Z"}
     results, store = run([[msg(turn("a", 0)), msg(end), msg(turn("a", 1))], [msg(turn("a", 2))]])
