@@ -1109,8 +1109,8 @@ def markdown(r: dict) -> str:
 
 def run(parts: Iterable[str], scale: Scale, command: str, out: Path,
         soak_minutes: float | None = None, soak_conversations: int | None = None) -> dict:
-    """Run the parts in a sensible order (kill9 last: it is the one a known bug can fail)
-    on one Tansu + Triton stack; merge them into `out`.json/.md as each finishes."""
+    """Run the parts in order (kill9, the longest replay, last) on one Tansu + Triton stack;
+    merge them into `out`.json/.md as each finishes."""
     from devstack.stack import start_stack
 
     parts = [p for p in PARTS if p in set(parts)]

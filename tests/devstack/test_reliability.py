@@ -1,13 +1,11 @@
 """`python -m devstack reliability`: its pure parts (fuzz generator, soak schedule, metrics
 parsing, report merging) and the smoke run end to end on the real processes, so the command
-cannot rot. The smoke run checks that every figure is measured; it asserts no loss for the
-parts that do not depend on the known faust-streaming reposition bug (Triton outage, fuzz,
-soak), and for kill -9 and the broker restart only once worker/faust_fixes.py exists."""
+cannot rot. The smoke run checks that every figure is measured and that no part loses or
+changes a turn."""
 
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import random
 import subprocess
@@ -30,7 +28,6 @@ from training.data import Dialogue, Utterance
 from training.paths import ROOT
 from worker.ingest import parse
 
-FIX_LANDED = importlib.util.find_spec("worker.faust_fixes") is not None
 KEYS = ("kill9_restarts", "turns_in", "turns_missing", "score_mismatches", "alerts_missing",
         "fuzz_inputs", "crashes", "bad_not_in_dlq", "valid_not_enriched", "soak_minutes",
         "soak_conversations", "rss_growth_pct")
@@ -139,9 +136,8 @@ def test_smoke_reliability_run_measures_every_figure(tmp_path):
     assert s["table_max_after_warmup"] <= 2 * s["soak_conversations"]  # bounded
     b = r["broker_restart"]
     assert b["worker_exits"] == 0 and b["outputs_resumed_after_s"] is not None
-    if FIX_LANDED:
-        assert r["turns_missing"] == r["score_mismatches"] == r["alerts_missing"] == 0
-        assert b["turns_missing"] == b["score_mismatches"] == 0
+    assert r["turns_missing"] == r["score_mismatches"] == r["alerts_missing"] == 0
+    assert b["turns_missing"] == b["score_mismatches"] == b["alerts_missing"] == 0
     md = stem.with_suffix(".md").read_text()
     assert "| turns_missing |" in md and "python -m devstack reliability --smoke" in md
 
