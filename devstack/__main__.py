@@ -5,7 +5,7 @@ up      start the stack and keep it running (prints the addresses) until Ctrl-C
 replay  publish dialogues into a running broker
 tail    show enriched turns, alerts and dead letters of a running broker
 benchmark    every performance scenario side by side (reports/benchmark.md)
-reliability  kill -9, Triton outage, broker restart, fuzz and soak on the real processes
+reliability  kill -9, rebalance, Triton outage, broker restart, fuzz and soak on the real processes
              (reports/reliability.md)
 """
 
@@ -151,8 +151,8 @@ def main() -> None:
     rl = sub.add_parser("reliability", help="faults, fuzz and soak on the real processes")
     rl.add_argument("--smoke", action="store_true", help="tiny versions of every part (CI)")
     rl.add_argument("--only", default=None,
-                    help="comma-separated parts (triton,broker,fuzz,soak,kill9), merged into "
-                         "an existing report")
+                    help="comma-separated parts (triton,broker,fuzz,soak,rebalance,kill9), "
+                         "merged into an existing report")
     rl.add_argument("--out", default=None, help="report path stem (default reports/reliability)")
     rl.add_argument("--soak-minutes", type=float, default=None)
     rl.add_argument("--soak-conversations", type=int, default=None)

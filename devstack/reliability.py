@@ -17,6 +17,8 @@ soak    `soak_conversations` concurrent conversations at a modest rate for `soak
         (conversations end, or are abandoned and expire by idle time): the worker's resident
         memory and table size are sampled; rss_growth_pct compares the first sample after the
         warm-up with the last.
+rebalance  a second worker joins mid-stream and later leaves (SIGTERM), `rebalances` times, on
+        the kill9 input: partitions and their state move and come back; compared like kill9.
 kill9   the worker is killed with SIGKILL `kills` times at random points while >= 10k turns of
         >= 200 interleaved conversations stream in, and restarted each time; compared with an
         uninterrupted run of the same input: turns missing, score mismatches, alerts missing,
@@ -63,7 +65,7 @@ from training.data import Dialogue, load_meld, load_uss
 from worker.records import event_id, now_iso
 from worker.settings import Settings
 
-PARTS = ("triton", "broker", "fuzz", "soak", "kill9")
+PARTS = ("triton", "broker", "fuzz", "soak", "rebalance", "kill9")
 SESSION_TIMEOUT_S = 6  # broker_session_timeout of the local (Tansu) profile, worker/app.py
 SCORE_TOLERANCE = 1e-4
 
@@ -74,6 +76,7 @@ class Scale:
     kill_turns: int  # ... and at least this many turns
     kills: int
     kill_rate: float  # input messages/s while the worker is being killed
+    rebalances: int  # a second worker joins and later leaves, this many times
     outage_conversations: int
     outage_s: float
     outage_rate: float
@@ -91,13 +94,13 @@ class Scale:
     soak_sweep_s: float
 
 
-FULL = Scale(kill_conversations=200, kill_turns=10_000, kills=5, kill_rate=80.0,
+FULL = Scale(kill_conversations=200, kill_turns=10_000, kills=5, kill_rate=80.0, rebalances=5,
              outage_conversations=40, outage_s=30.0, outage_rate=15.0,
              broker_conversations=40, broker_down_s=5.0, broker_rate=20.0,
              fuzz_bad=10_000, fuzz_conversations=200,
              soak_minutes=30.0, soak_conversations=1000, soak_rate=15.0,
              soak_warmup_minutes=5.0, soak_sample_s=30.0, soak_idle_s=180.0, soak_sweep_s=15.0)
-SMOKE = Scale(kill_conversations=12, kill_turns=0, kills=1, kill_rate=40.0,
+SMOKE = Scale(kill_conversations=12, kill_turns=0, kills=1, kill_rate=40.0, rebalances=1,
               outage_conversations=6, outage_s=3.0, outage_rate=15.0,
               broker_conversations=6, broker_down_s=2.0, broker_rate=20.0,
               fuzz_bad=240, fuzz_conversations=6,
@@ -972,6 +975,61 @@ def kill9(stack: Stack, scale: Scale, seed: int = 5) -> dict:
         stop_worker(stack, worker)
 
 
+def rebalance(stack: Stack, scale: Scale, seed: int = 13) -> dict:
+    """A second worker joins the group mid-stream and later leaves it (SIGTERM), `rebalances`
+    times, on the kill9 input scale: each time partitions and their state move to the new
+    member and back. Compared with an uninterrupted run like kill9."""
+    env = fresh_topics(stack, "rebalance")
+    name = run_name("rebalance")
+    worker = stack.start_worker(name, **env)
+    collector = Collector(stack.bootstrap, env)
+    rng = random.Random(seed)
+    second: Server | None = None
+    try:
+        dialogues = pick(scale.kill_conversations, scale.kill_turns, seed)
+        turns = sum(len(d.utterances) for d in dialogues)
+        log(f"rebalance: reference run, {len(dialogues)} conversations, {turns} turns")
+        t0 = time.monotonic()
+        ref_missing = reference_run(stack, collector, env, dialogues, "ref-")
+        stream = streams(dialogues, "rb-")
+        progress = [0]
+        sender = send_in_thread(stack.bootstrap, env["CHAT_TOPIC_TURNS"], stream,
+                                scale.kill_rate, progress)
+        cycles: list[dict] = []
+        want = set(expected_ids(dialogues, "rb-"))
+        for i in range(scale.rebalances):
+            time.sleep(rng.uniform(2.0, 8.0))
+            joined_at = time.monotonic() - t0
+            second = stack.start_worker(f"{name}-2", **env)  # returns once it is ready
+            second_ready_s = time.monotonic() - t0 - joined_at
+            time.sleep(rng.uniform(2.0, 8.0))
+            sent_at_leave = progress[0]
+            stop_worker(stack, second)
+            second = None
+            cycles.append({"joined_at_s": round(joined_at, 1),
+                           "second_ready_after_s": round(second_ready_s, 1),
+                           "sent_at_join_leave": sent_at_leave,
+                           "input_all_sent": not sender.is_alive()})
+            log(f"rebalance: join and leave {i + 1}/{scale.rebalances}, "
+                f"{sent_at_leave} of {len(stream)} messages sent")
+        sender.join(900)
+        missing = collector.wait_ids(want, timeout=600, quiet_s=90)
+        result = compare(dialogues, collector, "ref-", "rb-")
+        result.update({
+            "rebalances": len(cycles), "conversations": len(dialogues), "messages": len(stream),
+            "rate_messages_per_s": scale.kill_rate, "cycles": cycles,
+            "rebalances_while_sending": sum(1 for c in cycles if not c["input_all_sent"]),
+            "reference_missing_at_start": ref_missing, "still_missing": len(missing),
+            "worker_exits": 0 if worker.running else 1,
+        })
+        return result
+    finally:
+        collector.close()
+        if second is not None:
+            stop_worker(stack, second)
+        stop_worker(stack, worker)
+
+
 def code_version() -> str | None:
     """The commit the run used, `+modified` if tracked files differed from it."""
     import subprocess
@@ -1004,12 +1062,13 @@ def faust_fixes_commit() -> str | None:
 # the report -------------------------------------------------------------------------------------
 
 SECTION = {"triton": "triton_outage", "broker": "broker_restart", "fuzz": "fuzz",
-           "soak": "soak", "kill9": "kill9"}
+           "soak": "soak", "rebalance": "rebalance", "kill9": "kill9"}
 
 
 def summary(r: dict) -> dict:
     """The flat figures the issue asks for, from whichever parts are in the report."""
     k, f, s = r.get("kill9") or {}, r.get("fuzz") or {}, r.get("soak") or {}
+    b = r.get("rebalance") or {}
     parts = [r.get(name) or {} for name in SECTION.values()]
     return {
         "kill9_restarts": k.get("kill9_restarts"), "turns_in": k.get("turns_in"),
@@ -1023,6 +1082,8 @@ def summary(r: dict) -> dict:
         "valid_not_enriched": f.get("valid_not_enriched"),
         "soak_minutes": s.get("soak_minutes"), "soak_conversations": s.get("soak_conversations"),
         "rss_growth_pct": s.get("rss_growth_pct"),
+        "rebalances": b.get("rebalances"), "rebalance_turns_missing": b.get("turns_missing"),
+        "rebalance_score_mismatches": b.get("score_mismatches"),
     }
 
 
@@ -1078,6 +1139,9 @@ def markdown(r: dict) -> str:
                 "faults (a producer duplicate, a late old turn, a turn after the end event) on "
                 "every valid conversation; each bad message traced to its DLQ entry by a digest "
                 "of its original bytes.",
+        "rebalance": "a second worker joins the group mid-stream (partitions and their state "
+                     "move to it) and later leaves with SIGTERM (they move back), repeatedly; "
+                     "compared with an uninterrupted run of the same input like kill9.",
         "soak": "steady input at a modest rate; worker RSS from /proc, table size from the "
                 "chat_active_conversations gauge; growth compares the first sample after the "
                 "warm-up with the last.",
@@ -1090,13 +1154,18 @@ def markdown(r: dict) -> str:
                   f"({part.get('when')}, {part.get('seconds')} s, code {part.get('code')}). "
                   f"{notes[key]}", ""]
         for name, value in part.items():
-            if name in ("command", "when", "code", "seconds", "samples", "kills"):
+            if name in ("command", "when", "code", "seconds", "samples", "kills", "cycles"):
                 continue
             lines.append(f"- {name}: {_fmt(value) if not isinstance(value, dict | list) else json.dumps(value)}")  # noqa: E501
         if key == "kill9" and part.get("kills"):
             lines += ["", "| kill | at s | messages sent | events so far |", "|---|---|---|---|"]
             lines += [f"| {i} | {k['at_s']} | {k['sent']:,} | {k['events_so_far']:,} |"
                       for i, k in enumerate(part["kills"], 1)]
+        if key == "rebalance" and part.get("cycles"):
+            lines += ["", "| cycle | joined at s | second ready after s | messages sent at leave |",
+                      "|---|---|---|---|"]
+            lines += [f"| {i} | {c['joined_at_s']} | {c['second_ready_after_s']} | "
+                      f"{c['sent_at_join_leave']:,} |" for i, c in enumerate(part["cycles"], 1)]
         if key == "soak" and part.get("samples"):
             lines += ["", "| minute | worker RSS MB | table (conversations) | messages in | "
                       "ended | expired | lag |", "|---|---|---|---|---|---|---|"]
@@ -1129,12 +1198,14 @@ def run(parts: Iterable[str], scale: Scale, command: str, out: Path,
                 res = fuzz_part(stack, scale)
             elif part == "soak":
                 res = soak(stack, scale, soak_minutes, soak_conversations)
+            elif part == "rebalance":
+                res = rebalance(stack, scale)
             else:
                 res = kill9(stack, scale)
             res = {"command": command, "when": when, "code": code,
                    "seconds": round(time.monotonic() - t0, 1), **res}
             results[SECTION[part]] = res
-            shown = {k: v for k, v in res.items() if k not in ("samples", "kills")}
+            shown = {k: v for k, v in res.items() if k not in ("samples", "kills", "cycles")}
             log(f"{part}: " + json.dumps(shown))
             merge(out.with_suffix(".json"), {SECTION[part]: res, "machine": machine()})
     finally:

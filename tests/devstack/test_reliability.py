@@ -122,6 +122,8 @@ def test_smoke_reliability_run_measures_every_figure(tmp_path):
     assert set(KEYS) <= set(r)
     assert all(r[k] is not None for k in KEYS)
     assert r["kill9_restarts"] == 1 and r["turns_in"] > 0 and r["crashes"] == 0
+    assert r["rebalances"] == 1 and r["rebalance_turns_missing"] == 0
+    assert r["rebalance_score_mismatches"] == 0
     t = r["triton_outage"]
     assert t["not_ready_seen"] and t["recovered_ready_after_s"] is not None
     assert t["turns_missing"] == t["score_mismatches"] == t["alerts_missing"] == 0
