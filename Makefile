@@ -3,7 +3,6 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 ENCODER := model_repository/encoder/1/model.onnx
-ENCODER_INT8 := model_repository/encoder_int8/1/model.onnx
 # downloads are cached under the repo (ignored); models load from installed packages only
 export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -12,18 +11,16 @@ export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: setup demo test lint train clean
 
-setup: $(VENV)/.installed $(ENCODER) $(ENCODER_INT8)
+setup: $(VENV)/.installed $(ENCODER)
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[local,dev]'
 	touch $@
 
-$(ENCODER): $(VENV)/.installed training/encoder.py
-	$(BIN)/python -m training.export encoder --force
-
-$(ENCODER_INT8): $(ENCODER) training/quantize.py
-	$(BIN)/python -m training.quantize --force
+# the fine-tuned encoder: the base MiniLM (installed) + the trained layers (committed checkpoint)
+$(ENCODER): $(VENV)/.installed training/checkpoints/served.pt training/model.py
+	$(BIN)/python -m training.export --encoder-only --force
 
 demo: setup
 	$(BIN)/python -m devstack demo
@@ -32,14 +29,14 @@ test: setup
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m pytest
 
-# the served TML (USS + MELD, 5 levels) -> model_repository/tml, then its evaluation
+# the served model: fine-tune (CPU here, a GPU when present), export, evaluate (reports/)
 train: setup
-	$(BIN)/python -m training.tml_train --tasks served --models tml --seeds 0 \
-	    --out .devstack/tml-served --save-dir .devstack/tml-served
-	cp .devstack/tml-served/served-tml-0.pt training/checkpoints/tml.pt
-	$(BIN)/python -m training.tml_export training/checkpoints/tml.pt
-	$(BIN)/python -m training.calibrate_alerts
-	$(BIN)/python -m training.tml_train
+	$(BIN)/python -m training.topics
+	$(BIN)/python -m training.finetune --rows top2 --seeds 0 --save .devstack/finetune \
+	    --out .devstack/finetune
+	cp .devstack/finetune/top2-0.pt training/checkpoints/served.pt
+	$(BIN)/python -m training.export --force
+	$(BIN)/python -m training.evaluate
 
 clean:
 	rm -rf .devstack .pytest_cache

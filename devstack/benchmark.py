@@ -16,7 +16,6 @@ measured in the same run on the same machine; absolute times are reported with t
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import platform
 import shutil
@@ -43,6 +42,7 @@ from worker.infer import TritonScorer
 from worker.pipeline import Message, TurnProcessor
 from worker.records import now_iso
 from worker.rules import AlertRules, apply_customer_score
+from worker.settings import Settings
 from worker.state import ConversationState
 from worker.tokenizer import TurnTokenizer, default_tokenizer_path
 
@@ -72,7 +72,8 @@ def interleaved(conversations: list[list[Outgoing]]) -> list[Outgoing]:
 
 def scorer_for(url: str, call_overhead_tokens: int = 64,
                encoder: str = "encoder") -> TritonScorer:
-    return TritonScorer(url, encoder, "tml", TurnTokenizer(default_tokenizer_path()),
+    return TritonScorer(url, encoder, Settings().head_model,
+                        TurnTokenizer(default_tokenizer_path()),
                         call_overhead_tokens=call_overhead_tokens,
                         timeout_s=120.0)  # the naive path sends whole histories at once
 
@@ -145,7 +146,7 @@ async def raw_throughput(url: str, stream: list[Outgoing], max_batch: int,
     the practical limit for the same batches. Returns turns/s and compute time per batch."""
     scorer = scorer_for(url, call_overhead_tokens)
     await scorer.check_models(max_batch)
-    proc = TurnProcessor(scorer, AlertRules(), model_name="tml")
+    proc = TurnProcessor(scorer, AlertRules(), model_name=Settings().head_model)
     store: dict[str, bytes] = {}
 
     def load(cid: str) -> ConversationState | None:
@@ -319,24 +320,24 @@ def worker_latency(stack: Stack, stream: list[Outgoing], rate: float, seconds: f
 # 5. state size -------------------------------------------------------------------------------
 
 
-def state_memory(conversations: int, turns: int = 50, hidden: int = 256, window: int = 32,
-                 vocab: int = 2000, words_per_turn: int = 6) -> dict:
-    """Bytes of one conversation's TML state after `turns` turns (h, c, a full attention
-    memory, three bag-of-words vectors), and the memory that `conversations` of them take in a
-    dict-backed table (what Faust's memory store is)."""
+def state_memory(conversations: int, spec: dict, turns: int = 50,
+                 words_per_turn: int = 6) -> dict:
+    """Bytes of one conversation's state after `turns` turns (the served step model's state
+    tensors: bag-of-words counts "bow*" filled with `words_per_turn` words a turn, the others
+    random floats), and the memory that `conversations` of them take in a dict-backed table
+    (what Faust's memory store is)."""
     rules, rng = AlertRules(), np.random.default_rng(0)
+    counts = {k: np.zeros(shape, dtype) for k, (dtype, shape) in spec.items()}
 
     def tensors(t: int) -> dict[str, np.ndarray]:
-        memory = np.zeros((window, hidden), np.float32)
-        filled = min(t + 1, window)
-        memory[window - filled:] = rng.uniform(-1, 1, (filled, hidden))
-        bows = [np.zeros(vocab, np.float32) for _ in range(3)]
-        for bow in bows[:2]:
-            np.add.at(bow, rng.integers(0, vocab, words_per_turn * (t + 1)), 1.0)
-        return {"h": rng.uniform(-1, 1, hidden).astype(np.float32),
-                "c": rng.uniform(-3, 3, hidden).astype(np.float32), "memory": memory,
-                "memory_len": np.array([filled], np.int64), "bow_overall": bows[0],
-                "bow_customer": bows[1], "bow_agent": bows[2]}
+        out = {}
+        for name, (dtype, shape) in spec.items():
+            if name.startswith("bow"):
+                np.add.at(counts[name], rng.integers(0, shape[-1], words_per_turn), 1.0)
+                out[name] = counts[name].copy()
+            else:
+                out[name] = rng.uniform(-1, 1, shape).astype(dtype)
+        return out
 
     def grown(cid: str) -> bytes:
         s = ConversationState(cid)
@@ -360,6 +361,15 @@ def state_memory(conversations: int, turns: int = 50, hidden: int = 256, window:
     return {"state_bytes_per_conversation": len(one), "simulated_conversations": conversations,
             "table_bytes": current, "table_bytes_per_conversation": current / conversations,
             "table_mb_for_100k": current / conversations * 100_000 / 2**20}
+
+
+async def served_state(url: str) -> dict:
+    scorer = scorer_for(url)
+    try:
+        await scorer.check_models(64)
+        return scorer.state_spec
+    finally:
+        await scorer.close()
 
 
 # the whole run ---------------------------------------------------------------------------------
@@ -394,7 +404,7 @@ def run(stack: Stack, scale: Scale, triton_url: str | None = None,
                                           CHAT_MAX_BATCH="1", **worker_env)
     half = out["worker_batched"]["turns_per_s"] / 2
     out["latency"] = worker_latency(stack, stream, half, scale.latency_seconds)
-    out["state"] = state_memory(scale.simulated_conversations)
+    out["state"] = state_memory(scale.simulated_conversations, asyncio.run(served_state(url)))
     out["summary"] = {
         "incremental_ratio": out["cost"]["incremental_ratio"],
         "naive_ratio": out["cost"]["naive_ratio"],
@@ -415,7 +425,7 @@ def run(stack: Stack, scale: Scale, triton_url: str | None = None,
 GOALS = {  # figure: (goal, higher is better); batching 5x is the GPU goal, 1.5x on this CPU
     "incremental_ratio": (1.1, False), "worker_vs_raw": (0.9, True),
     "batching_gain": (1.5, True), "p99_over_compute": (4.0, False),
-    "state_bytes_per_conversation": (65536, False),
+    "state_bytes_per_conversation": (8192, False),
 }
 
 
@@ -457,36 +467,7 @@ def markdown(r: dict, command: str) -> str:
         f"- state: {r['state']['state_bytes_per_conversation']} bytes per conversation; "
         f"{r['state']['simulated_conversations']:,} simulated conversations take "
         f"{r['state']['table_bytes_per_conversation']:.0f} bytes each in a dict table, "
-        f"{r['state']['table_mb_for_100k']:.1f} MB for 100k", "", *profile_lines(r),
-        *encoder_lines()])
-
-
-def encoder_lines() -> list[str]:
-    """The encoder choice, from the reports that measured it (speed beside accuracy)."""
-    reports = Path(__file__).resolve().parent.parent / "reports"
-    rows = []
-    choice = reports / "encoder_choice.json"
-    if choice.exists():
-        for name, e in json.loads(choice.read_text())["encoders"].items():
-            rows.append(f"| {name}, fp32 | {e['turns_per_s_onnxruntime_2_threads']:.0f} | "
-                        f"{e['uss_test_macro_f1']:.3f} | {e['meld_test_macro_f1']:.3f} | "
-                        "`python -m training.mpnet` |")
-    int8 = reports / "encoder_int8.json"
-    if int8.exists():
-        q = json.loads(int8.read_text())
-        rows.append(f"| MiniLM-L6 (384-d), int8 MatMuls | "
-                    f"{q['turns_per_s_onnxruntime_2_threads']['int8']:.0f} | "
-                    f"{q['int8']['uss_test_macro_f1']:.3f} | "
-                    f"{q['int8']['meld_test']['macro_f1']:.3f} | "
-                    "`python -m training.quantize --report`; scores depend slightly on batch "
-                    "composition, so not the default |")
-    if not rows:
-        return []
-    return ["Encoder choice (ONNX Runtime, 2 threads, MELD test utterances; accuracy of a "
-            "turn_head trained on that encoder's features, 5-level USS test macro-F1 and MELD "
-            "test 3-class macro-F1):", "",
-            "| encoder | turns/s | USS macro-F1 | MELD macro-F1 | source |",
-            "|---|---|---|---|---|", *rows, ""]
+        f"{r['state']['table_mb_for_100k']:.1f} MB for 100k", "", *profile_lines(r)])
 
 
 def profile_lines(r: dict) -> list[str]:

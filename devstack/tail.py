@@ -10,8 +10,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 ARROWS = {"improving": "↗", "stable": "→", "worsening": "↘"}
-COLORS = {"very_negative": "31;1", "negative": "31", "neutral": "37", "positive": "32",
-          "very_positive": "32;1"}
+COLORS = {"negative": "31", "neutral": "37", "positive": "32"}
 
 
 def _c(text: str, code: str, color: bool) -> str:
@@ -30,7 +29,9 @@ def format_event(topic: str, doc: dict, topics: dict[str, str], color: bool = Fa
     if topic == topics["alerts"]:
         return _c(f"  !! ALERT  {doc['conversation_id']:<22} #{doc['seq']:<3} "
                   f"{','.join(doc['rules'])}  score {doc['score']:+.2f}  "
-                  f"streak {doc['negative_streak']}", "41;97;1", color)
+                  f"satisfaction {doc.get('satisfaction', '-')}  sentiment "
+                  f"{doc.get('sentiment', '-')}  streak {doc['negative_streak']}", "41;97;1",
+                  color)
     if topic == topics["dlq"]:
         return _c(f"  xx DLQ    {doc.get('conversation_id') or '-':<22} {doc['reason']}: "
                   f"{doc['detail'][:60]}", "33", color)
@@ -38,8 +39,11 @@ def format_event(topic: str, doc: dict, topics: dict[str, str], color: bool = Fa
     text = (doc.get("text") or "").replace("\n", " ")
     text = text[:56] + "…" if len(text) > 57 else text
     words = ",".join(doc.get("topic_words", [])[:3])
+    sat = doc.get("satisfaction", {}).get("label", "-")
+    sent = doc.get("sentiment", {}).get("label", "-")
     return (f"{doc['conversation_id']:<22} #{doc['seq']:<3} {doc['role']:<8} "
-            + _c(f"{doc['label']:<13}", COLORS[doc["label"]], color)
+            + _c(f"sat {sat:<8}", COLORS.get(sat, "37"), color)
+            + _c(f" sent {sent:<8}", COLORS.get(sent, "37"), color)
             + f" {doc['score']:+.2f} [{bar(doc['score'])}] run "
             + (f"{run:+.2f}" if run is not None else "  -  ")
             + f" {ARROWS[doc['trend_label']]}  {text}" + (f"  [{words}]" if words else ""))

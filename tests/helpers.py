@@ -29,6 +29,11 @@ def msg(doc: dict | bytes, key: bytes | None = None, offset: int | None = None) 
     return Message(raw, key, "chat.turns", 0, _next_offset if offset is None else offset)
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
 class FakeScorer:
     """Deterministic stand-in for Triton: the embedding is a hash of the text; the step mixes
     it into the carried state, so scores depend on the whole history, like the real model.
@@ -57,9 +62,12 @@ class FakeScorer:
         logits = np.stack([8 * embedding[:, 1], np.zeros(len(embedding)),
                            1.0 + new[:, 0], np.zeros(len(embedding)), np.zeros(len(embedding))],
                           axis=1)
-        probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        awful, zero = 8 * embedding[:, 1], np.zeros(len(embedding))
+        satisfaction = np.stack([awful, zero, 1.0 + new[:, 0]], axis=1)
+        sentiment = np.stack([awful, zero + 0.5, new[:, 0]], axis=1)
         bow = inputs["bow"] + inputs["turn_bow"]
-        return {"probs": probs.astype(np.float32),
+        return {"probs": softmax(logits), "satisfaction": softmax(satisfaction),
+                "sentiment": softmax(sentiment),
                 "topic_words": np.argsort(-bow, axis=1, kind="stable")[:, :2],
                 "h": new.astype(np.float32), "bow": bow.astype(np.float32),
                 "n": inputs["n"] + 1}

@@ -13,6 +13,7 @@ from devstack.replay import conversation_messages, pick_dialogues, replay
 from tests.conftest import send
 from tests.helpers import turn
 from worker.records import event_id
+from worker.rules import AlertRules
 from worker.schemas import validator
 
 pytestmark = pytest.mark.integration
@@ -67,20 +68,30 @@ def test_scores_are_the_same_alone_or_interleaved(stack, outputs, mixed):
             assert e["score"] == pytest.approx(interleaved[(d.id, e["seq"])], abs=1e-4)
 
 
-def test_very_negative_customer_turn_alerts_and_agent_turn_never(stack, outputs, mixed):
-    cid = "neg-1"
+def test_a_complaint_alerts_a_plain_request_does_not_and_agent_turns_never(stack, outputs,
+                                                                          mixed):
+    cid, calm = "neg-1", "calm-1"
     turns = [turn(cid, 0, "customer", "Hi, I need to change my booking."),
              turn(cid, 1, "agent", "I hate this stupid job and you are an idiot."),
-             turn(cid, 2, "customer",
-                  "This is the worst service I have ever had. You are useless and I am furious!")]
+             turn(cid, 2, "customer", "Unbelievable. I want a full refund right now, this is "
+                                      "the worst service I've ever had."),
+             turn(calm, 0, "agent", "Hello, thanks for contacting us, how can I help?"),
+             turn(calm, 1, "customer", "I'd like to change the delivery address for my order.")]
     send(stack.bootstrap, stack.settings.topic_turns,
-         [(cid.encode(), orjson.dumps(t)) for t in turns])
+         [(t["conversation_id"].encode(), orjson.dumps(t)) for t in turns])
     events = outputs.wait("enriched", lambda d: d["conversation_id"] == cid, 3)
     by_seq = {e["seq"]: e for e in events}
-    assert by_seq[2]["label"] in ("negative", "very_negative") and by_seq[2]["score"] < -0.25
+    angry = by_seq[2]
+    assert angry["sentiment"]["label"] == "negative" and angry["schema_version"] == 2
+    assert angry["score"] <= AlertRules().level_threshold
     (alert,) = outputs.wait("alerts", lambda d: d["conversation_id"] == cid, 1)
     validator("alert").validate(alert)
-    assert alert["seq"] == 2 and alert["event_id"] == by_seq[2]["event_id"]
+    assert alert["seq"] == 2 and alert["event_id"] == angry["event_id"]
+    assert alert["sentiment"] == "negative"
+    (request,) = [e for e in outputs.wait("enriched", lambda d: d["conversation_id"] == calm, 2)
+                  if e["seq"] == 1]
+    assert request["score"] > AlertRules().level_threshold
+    assert not outputs.select("alerts", lambda d: d["conversation_id"] == calm)
     # across everything this session produced: an alert is always a customer turn
     roles = {e["event_id"]: e["role"] for e in outputs.select("enriched", lambda d: True)}
     assert all(roles[a["event_id"]] == "customer" for a in outputs.select("alerts",

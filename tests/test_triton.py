@@ -29,8 +29,8 @@ def triton_infer(url: str, model: str, feed: dict[str, np.ndarray], outputs: lis
     return [result.as_numpy(n) for n in outputs]
 
 
-@pytest.mark.parametrize("encoder", ["encoder", "encoder_int8"])
-def test_triton_equals_onnx_runtime(stack, encoder):
+def test_triton_equals_onnx_runtime(stack):
+    encoder = "encoder"
     tok = TurnTokenizer(default_tokenizer_path())
     (bucket,) = tok.buckets(["Where is my refund?", "Thanks a lot!", "No."], bucket_size=8)
     enc_feed = {"input_ids": bucket.input_ids, "attention_mask": bucket.attention_mask}
@@ -40,7 +40,7 @@ def test_triton_equals_onnx_runtime(stack, encoder):
     np.testing.assert_allclose(served, local, atol=1e-5)
 
     rng = np.random.default_rng(1)
-    sess = ort.InferenceSession(str(MODEL_REPOSITORY / "tml/1/model.onnx"))
+    sess = ort.InferenceSession(str(MODEL_REPOSITORY / "step/1/model.onnx"))
     feed = {}
     for t in sess.get_inputs():
         shape = [3, *t.shape[1:]]
@@ -53,7 +53,7 @@ def test_triton_equals_onnx_runtime(stack, encoder):
     feed["embedding"] = local.astype(np.float32)
     feed["is_customer"] = np.array([[1], [0], [1]], np.float32)
     names = [o.name for o in sess.get_outputs()]
-    served = triton_infer(stack.triton.grpc_url, "tml", feed, names)
+    served = triton_infer(stack.triton.grpc_url, "step", feed, names)
     for name, s, loc in zip(names, served, sess.run(names, feed), strict=True):
         np.testing.assert_allclose(s, loc, atol=1e-5, err_msg=name)
 
@@ -69,16 +69,14 @@ def test_startup_check_refuses_a_mismatched_model(stack):
         finally:
             await scorer.close()
 
-    got = asyncio.run(check("encoder", "tml"))
-    assert got["state"]["memory"] == (np.float32, (32, 256))
-    assert got["state"]["memory_len"] == (np.int64, (1,))
-    assert set(got["state"]) == {"h", "c", "memory", "memory_len", "bow_overall",
-                                 "bow_customer", "bow_agent"}
-    assert got["words"] == got["state"]["bow_overall"][1][0]
+    got = asyncio.run(check("encoder", "step"))
+    assert got["state"]["h"] == (np.float32, (256,))
+    assert set(got["state"]) == {"h", "bow"}
+    assert got["words"] == got["state"]["bow"][1][0]
     with pytest.raises(ModelMismatch):
         asyncio.run(check("encoder", "encoder"))  # the head's tensors are not there
     with pytest.raises(ModelMismatch):
-        asyncio.run(check("tml", "tml"))
+        asyncio.run(check("step", "step"))
 
 
 def test_a_turn_scores_the_same_bits_in_any_batch(stack):
@@ -88,7 +86,7 @@ def test_a_turn_scores_the_same_bits_in_any_batch(stack):
              "Can you book a table for two at 7pm at an italian restaurant in the centre?"]
 
     async def embed() -> list[np.ndarray]:
-        scorer = TritonScorer(stack.triton.grpc_url, "encoder", "tml", tok)
+        scorer = TritonScorer(stack.triton.grpc_url, "encoder", "step", tok)
         try:
             return [await scorer.encode(texts[:1]), await scorer.encode(texts),
                     await scorer.encode(texts * 20)]

@@ -112,3 +112,38 @@ def load_meld(split: str, root: Path = SHARED_DATA) -> list[Dialogue]:
             )
         )
     return dialogues
+
+
+SENTIMENTS = ("negative", "neutral", "positive")
+
+
+def single_turns(name: str, items: list[tuple[str, str]]) -> list[Dialogue]:
+    """Labelled single utterances (text, sentiment) as one-turn customer dialogues."""
+    return [Dialogue(f"{name}-{i:05d}", (Utterance("customer", text, sentiment=label),))
+            for i, (text, label) in enumerate(items)]
+
+
+def load_semeval(split: str, root: Path = SHARED_DATA) -> list[Dialogue]:
+    """SemEval-2016 4A tweets about brands and products ("train", "dev", "devtest", "test")."""
+    items = []
+    with open(root / "semeval2016-4a" / f"twitter-2016{split}-A.tsv", encoding="utf-8") as f:
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) >= 3 and parts[1] in SENTIMENTS and parts[2].strip():
+                items.append((parts[2], parts[1]))
+    return single_turns(f"semeval-{split}", items)
+
+
+def load_goemotions(split: str, root: Path = SHARED_DATA) -> list[Dialogue]:
+    """GoEmotions comments with one sentiment group (anger, annoyance, disappointment, ... are
+    "negative"; "ambiguous" and mixed comments are left out), as one-turn dialogues."""
+    folder = root / "goemotions" / "group"
+    names = (folder / "labels.txt").read_text().split()
+    items = []
+    with open(folder / f"{split}.tsv", encoding="utf-8") as f:
+        for line in f:
+            text, ids, _ = line.rstrip("\n").split("\t")
+            groups = {names[int(i)] for i in ids.split(",")}
+            if len(groups) == 1 and (label := groups.pop()) in SENTIMENTS:
+                items.append((text, label))
+    return single_turns(f"goemotions-{split}", items)

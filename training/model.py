@@ -1,8 +1,16 @@
-"""The first served model: a causal recurrent head over turn embeddings.
+"""The served model: MiniLM-L6 fine-tuned end to end through a recurrent head over turns.
 
-Each turn's sentence embedding (plus a customer/agent flag) goes through a projection and a
-unidirectional GRU over the turns of the conversation; the class scores of turn t read only the
-GRU state after turns <= t. Served as one step: (embedding, is_customer, state) -> (probs, state).
+Turn t of a conversation, reading turns <= t only:
+  u_t = mean-pooled MiniLM of utterance t alone (one encoder row per turn: the "encoder" model)
+  h_t = GRU([u_t; is_customer_t], h_{t-1})                     (the "step" model, state h)
+  three heads on h_t, each its own label space (multi-task, never merged):
+    satisfaction  USS 3 classes from the mean rating (dissatisfied / neutral / satisfied)
+    levels        USS 5 levels (the annotators' majority, 1..5)
+    sentiment     negative / neutral / positive, from MELD, SemEval-2016 tweets and GoEmotions
+
+The embeddings and the lower `cfg.frozen_layers` transformer layers stay frozen (their outputs
+can be cached), the upper layers are trained. A turn costs one encoder row and one GRU step,
+whatever the turn index; the carried state is h alone (256 floats).
 """
 
 from __future__ import annotations
@@ -11,56 +19,126 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+from transformers import BertConfig, BertModel
+
+HEADS = {"satisfaction": 3, "levels": 5, "sentiment": 3}
 
 
 @dataclass(frozen=True)
-class HeadConfig:
+class ModelConfig:
     embed_dim: int = 384
-    proj_dim: int = 128
-    hidden: int = 128
-    classes: int = 5
-    dropout: float = 0.3
+    hidden: int = 256
+    frozen_layers: int = 3  # embeddings + this many lower layers are not trained
+    dropout: float = 0.2
 
 
-class TurnHead(nn.Module):
-    def __init__(self, cfg: HeadConfig) -> None:
+def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """[B, L] 0/1 -> [B, 1, 1, L] additive attention mask (0 keep, very negative drop)."""
+    return (1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-6)
+
+
+class ChatModel(nn.Module):
+    def __init__(self, cfg: ModelConfig, bert_config: BertConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.proj = nn.Sequential(nn.Linear(cfg.embed_dim + 1, cfg.proj_dim), nn.ReLU())
+        bert_config._attn_implementation = "eager"  # the split forward passes its own mask
+        self.bert = BertModel(bert_config, add_pooling_layer=False)
+        self.gru = nn.GRU(cfg.embed_dim + 1, cfg.hidden, batch_first=True)
         self.drop = nn.Dropout(cfg.dropout)
-        self.gru = nn.GRU(cfg.proj_dim, cfg.hidden, batch_first=True)
-        self.out = nn.Linear(cfg.hidden + cfg.proj_dim, cfg.classes)
+        self.heads = nn.ModuleDict({n: nn.Linear(cfg.hidden, c) for n, c in HEADS.items()})
+        for p in self.frozen_parameters():
+            p.requires_grad_(False)
 
-    def forward(
-        self, emb: torch.Tensor, is_customer: torch.Tensor, h0: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """emb [B,T,E], is_customer [B,T,1], h0 [B,H] -> logits [B,T,C], last state [B,H]."""
-        x = self.drop(self.proj(torch.cat([emb, is_customer], dim=-1)))
-        hs, h_last = self.gru(x, None if h0 is None else h0.unsqueeze(0).contiguous())
-        logits = self.out(self.drop(torch.cat([hs, x], dim=-1)))
-        return logits, h_last.squeeze(0)
+    def frozen_parameters(self):
+        yield from self.bert.embeddings.parameters()
+        for layer in self.bert.encoder.layer[: self.cfg.frozen_layers]:
+            yield from layer.parameters()
+
+    @torch.no_grad()
+    def lower(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Hidden states after the frozen layers [B, L, E] (cacheable: never trained)."""
+        h = self.bert.embeddings(input_ids=ids)
+        ext = additive_mask(mask, h.dtype)
+        for layer in self.bert.encoder.layer[: self.cfg.frozen_layers]:
+            h = layer(h, attention_mask=ext)
+        return h
+
+    def upper(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The trained layers and mean pooling: [B, L, E] -> utterance vectors [B, E]."""
+        ext = additive_mask(mask, hidden.dtype)
+        for layer in self.bert.encoder.layer[self.cfg.frozen_layers:]:
+            hidden = layer(hidden, attention_mask=ext)
+        return mean_pool(hidden, mask)
+
+    def encode(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.upper(self.lower(ids, mask), mask)
+
+    def dialogue(self, utt: torch.Tensor, is_customer: torch.Tensor) -> dict[str, torch.Tensor]:
+        """utt [B, T, E], is_customer [B, T, 1] -> logits per head, each [B, T, C]."""
+        h, _ = self.gru(torch.cat([self.drop(utt), is_customer], dim=-1))
+        h = self.drop(h)
+        return {n: head(h) for n, head in self.heads.items()}
 
 
-class TurnHeadStep(nn.Module):
-    """One turn for a batch of conversations, state in and out: what Triton serves."""
+def _is_frozen(key: str, cfg: ModelConfig) -> bool:
+    if key.startswith("bert.embeddings."):
+        return True
+    if key.startswith("bert.encoder.layer."):
+        return int(key.split(".")[3]) < cfg.frozen_layers
+    return False
 
-    def __init__(self, head: TurnHead) -> None:
+
+class Encoder(nn.Module):
+    """What Triton serves as "encoder": token ids -> the fine-tuned utterance vector."""
+
+    def __init__(self, model: ChatModel) -> None:
         super().__init__()
-        self.head = head
+        self.model = model.eval()
 
-    def forward(
-        self, embedding: torch.Tensor, is_customer: torch.Tensor, state: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, h = self.head(embedding.unsqueeze(1), is_customer.unsqueeze(1), state)
-        return torch.softmax(logits[:, 0], dim=-1), h
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model.encode(input_ids, attention_mask)
 
 
-def save_checkpoint(path, head: TurnHead, extra: dict) -> None:
-    torch.save({"config": asdict(head.cfg), "state_dict": head.state_dict(), **extra}, path)
+class Step(nn.Module):
+    """What Triton serves as the step model: one turn for a batch of conversations, GRU state h
+    in and out; calibrated probabilities (a temperature per head, fitted on validation)."""
+
+    def __init__(self, model: ChatModel, temperatures: dict[str, float]) -> None:
+        super().__init__()
+        self.model = model.eval()
+        self.register_buffer("temps", torch.tensor([temperatures.get(n, 1.0) for n in HEADS]))
+
+    def forward(self, embedding: torch.Tensor, is_customer: torch.Tensor, h: torch.Tensor):
+        m = self.model
+        x = torch.cat([embedding, is_customer], dim=-1).unsqueeze(1)
+        _, h1 = m.gru(x, h.unsqueeze(0))
+        h1 = h1.squeeze(0)
+        probs = [torch.softmax(head(h1) / self.temps[i], dim=-1)
+                 for i, head in enumerate(m.heads.values())]
+        return (*probs, h1)
 
 
-def load_checkpoint(path) -> TurnHead:
+def save(path, model: ChatModel, extra: dict, half: bool = False) -> None:
+    """Keep the trained weights only (fp16 if `half`); frozen ones come from the base model."""
+    state = {k: (v.half() if half and v.is_floating_point() else v).cpu()
+             for k, v in model.state_dict().items() if not _is_frozen(k, model.cfg)}
+    torch.save({"config": asdict(model.cfg), "state": state, **extra}, path)
+
+
+def load(path, bert_dir) -> tuple[ChatModel, dict]:
+    """A checkpoint over the base MiniLM in `bert_dir` (its frozen weights)."""
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    head = TurnHead(HeadConfig(**ckpt["config"]))
-    head.load_state_dict(ckpt["state_dict"])
-    return head.eval()
+    base = BertModel.from_pretrained(str(bert_dir), local_files_only=True,
+                                     add_pooling_layer=False)
+    model = ChatModel(ModelConfig(**ckpt.pop("config")), base.config)
+    model.bert.load_state_dict(base.state_dict())
+    state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt.pop("state").items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert not unexpected, unexpected
+    assert all(_is_frozen(k, model.cfg) for k in missing), missing
+    return model.eval(), ckpt

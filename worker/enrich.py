@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from worker.records import LEVELS, Alert, EnrichedTurn, Turn, event_id
+from worker.records import CLASSES, LEVELS, Alert, EnrichedTurn, Turn, event_id
 from worker.redact import redact
 from worker.rules import trend_of
 from worker.state import ConversationState
 
 
-def enrich(turn: Turn, probs: np.ndarray, score: float, topic_words: list[str],
-           state: ConversationState, model: str, echo_text: bool,
-           redact_pii: bool = False) -> EnrichedTurn:
-    slope, word = trend_of(state.recent_scores)
+def distribution(probs: np.ndarray, names: tuple[str, ...]) -> dict:
     p = probs.astype(np.float64)
     p = p / p.sum()
+    return {"label": names[int(p.argmax())],
+            "probs": {n: round(float(v), 6) for n, v in zip(names, p, strict=True)}}
+
+
+def enrich(turn: Turn, heads: dict[str, np.ndarray], score: float, topic_words: list[str],
+           state: ConversationState, model: str, echo_text: bool,
+           redact_pii: bool = False) -> EnrichedTurn:
+    """`heads`: the step model's calibrated "probs" (5 levels), "satisfaction", "sentiment"."""
+    slope, word = trend_of(state.recent_scores)
+    levels = distribution(heads["probs"], LEVELS)
     return EnrichedTurn(
         event_id=event_id(turn.conversation_id, turn.turn_id),
         conversation_id=turn.conversation_id,
@@ -23,8 +30,8 @@ def enrich(turn: Turn, probs: np.ndarray, score: float, topic_words: list[str],
         seq=turn.seq,
         role=turn.role,
         ts=turn.ts,
-        label=LEVELS[int(p.argmax())],
-        probs={name: round(float(v), 6) for name, v in zip(LEVELS, p, strict=True)},
+        label=levels["label"],
+        probs=levels["probs"],
         score=round(score, 6),
         running_score=None if state.running_score is None else round(state.running_score, 6),
         trend=round(slope, 6),
@@ -32,6 +39,8 @@ def enrich(turn: Turn, probs: np.ndarray, score: float, topic_words: list[str],
         customer_turns=state.customer_turns,
         topic_words=topic_words,
         model=model,
+        satisfaction=distribution(heads["satisfaction"], CLASSES),
+        sentiment=distribution(heads["sentiment"], CLASSES),
         text=(redact(turn.text) if redact_pii else turn.text) if echo_text else None,
         channel=turn.channel,
         tenant=turn.tenant,
@@ -51,6 +60,9 @@ def alert_for(event: EnrichedTurn, rules: list[str], state: ConversationState) -
         running_score=event.running_score,
         label=event.label,
         negative_streak=state.negative_streak,
+        satisfaction=event.satisfaction["label"],
+        sentiment=event.sentiment["label"],
+        topic_words=event.topic_words,
         channel=event.channel,
         tenant=event.tenant,
     )

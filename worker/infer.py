@@ -28,7 +28,8 @@ ENCODER_IO = {
 STEP_IO = {
     "inputs": {"embedding": ("FP32", (384,)), "is_customer": ("FP32", (1,)),
                "turn_bow": ("FP32", (-1,))},
-    "outputs": {"probs": ("FP32", (5,)), "topic_words": ("INT64", (-1,))},
+    "outputs": {"probs": ("FP32", (5,)), "satisfaction": ("FP32", (3,)),
+                "sentiment": ("FP32", (3,)), "topic_words": ("INT64", (-1,))},
 }
 DTYPES = {"FP32": np.float32, "INT64": np.int64}
 # SINGLE_ROW_PAD: onnxruntime on CPU computes a batch of one row on another kernel path (GEMV)
@@ -49,8 +50,8 @@ class Scorer(Protocol):
     async def encode(self, texts: list[str]) -> np.ndarray: ...
 
     async def step(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Per-turn inputs and state tensors in; probs, topic_words and new state out (keyed
-        by the state names)."""
+        """Per-turn inputs and state tensors in; probs (5 levels), satisfaction, sentiment,
+        topic_words and the new state out (keyed by the state names)."""
         ...
 
 
@@ -164,7 +165,7 @@ class TritonScorer:
         return out
 
     async def step(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        names = ["probs", "topic_words", *(f"{k}_out" for k in self.state_spec)]
+        names = [*STEP_IO["outputs"], *(f"{k}_out" for k in self.state_spec)]
         outs = await self._infer(self.head_model, inputs, names)
         return {name.removesuffix("_out"): out for name, out in zip(names, outs, strict=True)}
 

@@ -1,7 +1,7 @@
 """One micro-batch of input messages -> dead letters, enriched turns, alerts and new states.
 
 Pure apart from the `Scorer` calls, so it runs the same under Faust and in unit tests. Turns of
-many conversations share one encoder call (length-bucketed); the step model (TML) then runs in
+many conversations share one encoder call (length-bucketed); the step model then runs in
 waves: the first new turn of every conversation in the batch, then the second, and so on,
 because a turn needs the state its predecessor left.
 """
@@ -18,7 +18,7 @@ from worker.enrich import alert_for, enrich
 from worker.infer import Scorer
 from worker.ingest import parse
 from worker.records import Alert, ConversationEnd, DeadLetter, EnrichedTurn, Rejection, Turn
-from worker.rules import AlertRules, apply_customer_score, score_from_probs
+from worker.rules import AlertRules, apply_customer_score, turn_score
 from worker.state import ConversationState
 
 Loader = Callable[[str], ConversationState | None]
@@ -132,7 +132,8 @@ class TurnProcessor:
                        for name, (dtype, shape) in spec.items()}}
                 out = await self.scorer.step(inputs)
                 for i, (cid, turn) in enumerate(wave):
-                    self._apply(result, states[cid], turn, out["probs"][i],
+                    self._apply(result, states[cid], turn,
+                                {h: out[h][i] for h in ("probs", "satisfaction", "sentiment")},
                                 self.scorer.bag_of_words.words(out["topic_words"][i]),
                                 {name: out[name][i] for name in spec})
 
@@ -142,13 +143,13 @@ class TurnProcessor:
         return result
 
     def _apply(self, result: BatchResult, state: ConversationState, turn: Turn,
-               probs: np.ndarray, topic_words: list[str],
+               heads: dict[str, np.ndarray], topic_words: list[str],
                tensors: dict[str, np.ndarray]) -> None:
-        score = score_from_probs(probs)
+        score = turn_score(heads["satisfaction"], heads["sentiment"])
         fired = apply_customer_score(state, score, self.rules) if turn.is_customer else []
         state.set_tensors(tensors)
         state.applied(turn.turn_id, turn.seq)
-        event = enrich(turn, probs, score, topic_words, state, self.model_name, self.echo_text,
+        event = enrich(turn, heads, score, topic_words, state, self.model_name, self.echo_text,
                        self.redact_pii)
         result.enriched.append(event)
         if fired:

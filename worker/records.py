@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 LEVELS = ("very_negative", "negative", "neutral", "positive", "very_positive")
+CLASSES = ("negative", "neutral", "positive")  # satisfaction and sentiment
+SCHEMA_VERSION = 2  # 2: satisfaction, sentiment, schema_version; score from both heads
 # Fixed namespace: event ids are uuid5(namespace, "<conversation_id>/<turn_id>[/alert]").
 EVENT_NAMESPACE = uuid.UUID("5f0f2a64-3c1d-4c8e-9a55-0c6a4e1f7b21")
 
@@ -100,6 +102,9 @@ class EnrichedTurn:
     customer_turns: int
     topic_words: list[str]
     model: str
+    satisfaction: dict[str, Any]  # {"label", "probs"}: USS 3 classes
+    sentiment: dict[str, Any]  # {"label", "probs"}: explicit sentiment
+    schema_version: int = SCHEMA_VERSION
     text: str | None = None
     channel: str | None = None
     tenant: str | None = None
@@ -118,5 +123,9 @@ class Alert:
     running_score: float | None
     label: str
     negative_streak: int
+    satisfaction: str  # the turn's satisfaction label
+    sentiment: str  # the turn's sentiment label
+    topic_words: list[str]
+    schema_version: int = SCHEMA_VERSION
     channel: str | None = None
     tenant: str | None = None

@@ -11,19 +11,28 @@ from worker.state import ConversationState
 
 @dataclass(frozen=True)
 class AlertRules:
-    # defaults from reports/alert_thresholds.json (python -m training.calibrate_alerts)
-    level_threshold: float = -0.25  # a customer turn at or below this score alerts
-    negative_threshold: float = -0.15  # a customer turn at or below this counts as negative
+    # defaults: "chosen" in reports/alert_thresholds.json (python -m training.evaluate, on USS
+    # validation: precision >= 0.6 at the highest recall)
+    level_threshold: float = -0.3  # a customer turn at or below this score alerts
+    negative_threshold: float = -0.1  # a customer turn at or below this counts as negative
     streak: int = 3  # this many negative customer turns in a row alert
-    drop: float = 0.35  # a fall of this much below the running score alerts
+    drop: float = 0.5  # a fall of this much below the running score alerts
     cooldown_turns: int = 3  # customer turns after an alert during which no new alert is raised
     ewma_alpha: float = 0.4  # weight of the newest turn in the running score
     trend_window: int = 5  # customer turns the trend slope is fitted on
 
 
-def score_from_probs(probs: np.ndarray) -> float:
-    """Expected level (0..4) mapped to -1..1."""
-    return float(np.clip((probs @ np.arange(5, dtype=np.float64) - 2.0) / 2.0, -1.0, 1.0))
+def signed(probs: np.ndarray) -> float:
+    """P(positive) - P(negative) of a (negative, neutral, positive) distribution: -1..1."""
+    p = probs.astype(np.float64)
+    return float(np.clip((p[2] - p[0]) / p.sum(), -1.0, 1.0))
+
+
+def turn_score(satisfaction: np.ndarray, sentiment: np.ndarray) -> float:
+    """The turn's score: the worse of satisfaction (USS raters' view of a customer) and
+    sentiment (explicit negativity), each P(positive) - P(negative). A polite but dissatisfied
+    customer and an angry one both score low."""
+    return min(signed(satisfaction), signed(sentiment))
 
 
 def trend_of(scores: list[float]) -> tuple[float, str]:

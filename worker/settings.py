@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     # Triton
     triton_url: str = Field("127.0.0.1:8001", description="Triton gRPC address")
     encoder_model: str = "encoder"
-    head_model: str = Field("tml", description="step model (TML) name in Triton")
+    head_model: str = Field("step", description="step model name in Triton")
     triton_timeout_s: float = 10.0
     triton_ssl: bool = Field(False, description="TLS on the Triton gRPC channel")
     triton_root_certificates: str | None = Field(None, description="CA file for Triton's TLS")

@@ -1,6 +1,6 @@
 import numpy as np
 
-from worker.rules import AlertRules, apply_customer_score, score_from_probs, trend_of
+from worker.rules import AlertRules, apply_customer_score, signed, trend_of, turn_score
 from worker.state import ConversationState
 
 RULES = AlertRules(level_threshold=-0.5, negative_threshold=-0.2, streak=3, drop=0.5,
@@ -12,11 +12,19 @@ def run(scores: list[float]) -> list[list[str]]:
     return [apply_customer_score(state, s, RULES) for s in scores]
 
 
-def test_score_from_probs_spans_minus_one_to_one():
-    assert score_from_probs(np.array([1, 0, 0, 0, 0.0])) == -1.0
-    assert score_from_probs(np.array([0, 0, 1, 0, 0.0])) == 0.0
-    assert score_from_probs(np.array([0, 0, 0, 0, 1.0])) == 1.0
-    assert abs(score_from_probs(np.array([0, 0.5, 0.5, 0, 0])) + 0.25) < 1e-9
+def test_signed_spans_minus_one_to_one():
+    assert signed(np.array([1, 0, 0.0])) == -1.0
+    assert signed(np.array([0, 1, 0.0])) == 0.0
+    assert signed(np.array([0, 0, 1.0])) == 1.0
+    assert abs(signed(np.array([0.5, 0.25, 0.25])) + 0.25) < 1e-9
+
+
+def test_turn_score_is_the_worse_of_satisfaction_and_sentiment():
+    polite_but_unhappy = turn_score(np.array([0.7, 0.3, 0.0]), np.array([0.1, 0.8, 0.1]))
+    angry = turn_score(np.array([0.3, 0.6, 0.1]), np.array([0.9, 0.1, 0.0]))
+    content = turn_score(np.array([0.0, 0.4, 0.6]), np.array([0.0, 0.5, 0.5]))
+    assert abs(polite_but_unhappy + 0.7) < 1e-9 and abs(angry + 0.9) < 1e-9
+    assert abs(content - 0.5) < 1e-9
 
 
 def test_level_rule():
@@ -47,3 +55,15 @@ def test_running_score_and_trend():
     slope, word = trend_of(state.recent_scores)
     assert abs(slope + 0.4) < 1e-9 and word == "worsening"
     assert trend_of([0.1]) == (0.0, "stable")
+
+
+def test_default_thresholds_are_the_ones_chosen_on_validation():
+    import json
+    from pathlib import Path
+
+    chosen = json.loads((Path(__file__).resolve().parents[2] / "reports/alert_thresholds.json")
+                        .read_text())["chosen"]
+    rules = AlertRules()
+    assert (rules.level_threshold, rules.negative_threshold, rules.streak, rules.drop) == (
+        chosen["level_threshold"], chosen["negative_threshold"], chosen["streak"],
+        chosen["drop"])

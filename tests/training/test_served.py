@@ -1,0 +1,153 @@
+"""The served model: streaming equals the full sequence, ONNX equals torch (encoder and step),
+configs match graphs, training runs on a slice and changes only the trained weights, and the
+calibration helpers do what they say."""
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from training import topics as topic_model
+from training.export import ServedStep, ece, fit_temperature, softmax
+from training.model import HEADS, Step, load
+from training.paths import MODEL_REPOSITORY, ROOT, minilm_dir
+from worker.tokenizer import TurnTokenizer, default_tokenizer_path
+
+CHECKPOINT = ROOT / "training/checkpoints/served.pt"
+ONNX_TYPES = {onnx.TensorProto.FLOAT: "TYPE_FP32", onnx.TensorProto.INT64: "TYPE_INT64"}
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load(CHECKPOINT, minilm_dir())[0]
+
+
+def step_config() -> model_config_pb2.ModelConfig:
+    return text_format.Parse((MODEL_REPOSITORY / "step/config.pbtxt").read_text(),
+                             model_config_pb2.ModelConfig())
+
+
+@pytest.mark.parametrize("turns", [1, 2, 7, 33, 60])
+def test_step_by_step_equals_full_sequence(model, turns):
+    rng = np.random.default_rng(turns)
+    emb = torch.from_numpy(rng.standard_normal((1, turns, 384)).astype(np.float32))
+    cust = torch.from_numpy((rng.random((1, turns, 1)) > 0.5).astype(np.float32))
+    with torch.no_grad():
+        full = {n: torch.softmax(v[0], -1) for n, v in model.dialogue(emb, cust).items()}
+        step, h = Step(model, {}), torch.zeros(1, model.cfg.hidden)
+        streamed = {n: [] for n in HEADS}
+        for t in range(turns):
+            *probs, h = step(emb[:, t], cust[:, t], h)
+            for n, p in zip(HEADS, probs, strict=True):
+                streamed[n].append(p[0])
+    for n in HEADS:
+        assert torch.allclose(torch.stack(streamed[n]), full[n], atol=1e-5), n
+
+
+@pytest.mark.parametrize("name", ["encoder", "step"])
+def test_config_pbtxt_matches_the_exported_graph(name):
+    config = text_format.Parse((MODEL_REPOSITORY / name / "config.pbtxt").read_text(),
+                               model_config_pb2.ModelConfig())
+    assert config.name == name and config.backend == "onnxruntime"
+    assert config.max_batch_size > 0 and config.HasField("dynamic_batching")
+    graph = onnx.load(str(MODEL_REPOSITORY / name / "1/model.onnx"), load_external_data=False)
+    tensors = {t.name: t for t in [*graph.graph.input, *graph.graph.output]}
+    for io in [*config.input, *config.output]:
+        t = tensors[io.name].type.tensor_type
+        assert ONNX_TYPES[t.elem_type] == model_config_pb2.DataType.Name(io.data_type)
+        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
+        assert dims[0] == -1, "batch axis must be dynamic"
+        assert dims[1:] == list(io.dims), io.name
+    assert {io.name for io in [*config.input, *config.output]} == set(tensors)
+
+
+def test_step_onnx_equals_torch_and_carries_the_vocabulary(model):
+    vocabulary = json.loads(step_config().parameters["vocabulary"].string_value)
+    topics = topic_model.load()
+    assert vocabulary == topics.vocabulary
+    about = json.loads(step_config().parameters["about"].string_value)
+    served = ServedStep(Step(model, about["temperatures"]),
+                        topic_model.fold_in(topics, 5)).eval()
+    rng = np.random.default_rng(0)
+    v = len(vocabulary)
+    feed = {"embedding": rng.standard_normal((4, 384)).astype(np.float32) * 0.3,
+            "is_customer": np.array([[1], [0], [1], [0]], np.float32),
+            "turn_bow": rng.poisson(0.01, (4, v)).astype(np.float32),
+            "h": rng.uniform(-1, 1, (4, model.cfg.hidden)).astype(np.float32),
+            "bow": rng.poisson(0.02, (4, v)).astype(np.float32)}
+    feed["bow"][3] = 0  # a conversation with no topic words yet
+    feed["turn_bow"][3] = 0
+    sess = ort.InferenceSession(str(MODEL_REPOSITORY / "step/1/model.onnx"))
+    names = [o.name for o in sess.get_outputs()]
+    got = dict(zip(names, sess.run(names, feed), strict=True))
+    with torch.no_grad():
+        want = served(*(torch.from_numpy(feed[k]) for k in feed))
+    for name, w in zip(names, want, strict=True):
+        if name == "topic_words":
+            assert (got[name][:3] == w.numpy()[:3]).all()
+        else:
+            np.testing.assert_allclose(got[name], w.numpy(), atol=1e-5, err_msg=name)
+    for head in ("probs", "satisfaction", "sentiment"):
+        np.testing.assert_allclose(got[head].sum(1), 1.0, atol=1e-5)
+    assert np.isfinite(got["topic_words"]).all()
+    np.testing.assert_array_equal(got["bow_out"], feed["bow"] + feed["turn_bow"])
+
+
+def test_encoder_onnx_equals_the_fine_tuned_torch_encoder(model):
+    tok = TurnTokenizer(default_tokenizer_path())
+    texts = ["I want a refund now!", "ok", "Could you book a table for two at 7pm, please?"]
+    sess = ort.InferenceSession(str(MODEL_REPOSITORY / "encoder/1/model.onnx"))
+    for b in tok.buckets(texts, 8):
+        (got,) = sess.run(["embedding"], {"input_ids": b.input_ids,
+                                          "attention_mask": b.attention_mask})
+        with torch.no_grad():
+            want = model.encode(torch.from_numpy(b.input_ids),
+                                torch.from_numpy(b.attention_mask)).numpy()
+        np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_fine_tuning_runs_on_a_slice_and_trains_only_the_upper_layers(tmp_path):
+    from training.finetune import ROWS, run
+    from training.pack import build
+
+    pack = build(goemotions_train=50)
+    result = run(pack, ROWS["top2"], seed=0, device="cpu", epochs=1, limit=4,
+                 save_dir=tmp_path)
+    assert result["best_epoch"] == 1 and set(result["test"]) == {
+        "uss", "meld", "semeval", "goemotions"}
+    assert 0 <= result["test"]["meld"]["sentiment"]["macro_f1"] <= 100
+    from transformers import BertModel
+
+    saved = torch.load(tmp_path / "top2-0.pt", weights_only=False)
+    frozen = saved["config"]["frozen_layers"]
+    layers = {int(k.split(".")[3]) for k in saved["state"] if k.startswith("bert.encoder.")}
+    assert layers == set(range(frozen, 6))  # only the trained layers are kept
+    assert not any(k.startswith("bert.embeddings.") for k in saved["state"])
+    base = BertModel.from_pretrained(str(minilm_dir()), local_files_only=True).state_dict()
+    key = f"encoder.layer.{frozen}.output.dense.weight"
+    assert not torch.equal(saved["state"][f"bert.{key}"], base[key])  # and they did train
+    assert {"gru.weight_ih_l0", "heads.satisfaction.weight"} <= set(saved["state"])
+
+
+def test_temperature_scaling_recovers_a_known_temperature():
+    rng = np.random.default_rng(0)
+    true = rng.standard_normal((4000, 3)) * 3
+    y = np.array([rng.choice(3, p=p) for p in softmax(true)])
+    overconfident = true * 2.5
+    t = fit_temperature(overconfident, y)
+    assert 2.2 < t < 2.8
+    assert ece(softmax(overconfident / t), y) < ece(softmax(overconfident), y)
+
+
+def test_check_set_is_a_balanced_hand_written_set():
+    items = json.loads((ROOT / "training/check_set.json").read_text())["items"]
+    assert len(items) >= 150 and len({i["id"] for i in items}) == len(items)
+    kinds = {k: sum(i["kind"] == k for i in items) for k in ("complaint", "neutral", "praise")}
+    assert min(kinds.values()) >= 30
+    assert {i["domain"] for i in items} == {"e-commerce", "telecom", "travel", "banking",
+                                            "utilities"}

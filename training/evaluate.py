@@ -1,0 +1,388 @@
+"""Evaluate the served model as served, choose the alert thresholds, and write the report.
+
+    python -m training.evaluate     # ~15 min on 2 cores: reports/served_model.{md,json}
+
+1. Scores every USS valid and test dialogue with the exported ONNX encoder and step model,
+   turn by turn (the step's own state, as the worker does): satisfaction metrics per corpus,
+   ROC-AUC / PR-AUC of the turn score for dissatisfied turns, sentiment on MELD, SemEval-2016
+   and GoEmotions test.
+2. Chooses the alert thresholds on USS validation: the worker's own rule code replayed over the
+   scores, precision >= 0.6 at the highest recall (reports/alert_thresholds.json).
+3. Replays the USS test dialogues and the hand-written check set through the real worker
+   (Tansu + tritonserver + worker on 127.0.0.1, with those thresholds) and counts its alerts
+   against the ratings; the topic words of each conversation's last event give distinct_share.
+4. Gathers the fine-tuning rows (reports/served/finetune_*.json), calibration
+   (reports/served/calibration.json) and topic figures (reports/topics.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from google.protobuf import text_format
+from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
+from tritonclient.grpc import model_config_pb2
+
+from devstack import alert_replay
+from training.data import (
+    SENTIMENTS,
+    USS_CORPORA,
+    Dialogue,
+    label_3,
+    label_5,
+    load_goemotions,
+    load_meld,
+    load_semeval,
+    load_uss,
+    uss_split,
+)
+from training.encoder import embed_texts
+from training.finetune import satisfaction_metrics
+from training.paths import MODEL_REPOSITORY, REPORTS, ROOT
+from worker.bow import BagOfWords
+from worker.rules import AlertRules, apply_customer_score, turn_score
+from worker.state import ConversationState
+
+CHECK_SET = ROOT / "training" / "check_set.json"
+MIN_PRECISION = 0.6
+
+
+def vocabulary(repo: Path = MODEL_REPOSITORY, name: str = "step") -> list[str]:
+    cfg = text_format.Parse((repo / name / "config.pbtxt").read_text(),
+                            model_config_pb2.ModelConfig())
+    return json.loads(cfg.parameters["vocabulary"].string_value)
+
+
+def served_outputs(dialogues: list[Dialogue], repo: Path = MODEL_REPOSITORY) -> list[dict]:
+    """Per dialogue, per turn: the step model's outputs (probs, satisfaction, sentiment,
+    topic_words), the dialogues stepped in waves with their own state, as the worker does."""
+    vectors = embed_texts(repo / "encoder/1/model.onnx",
+                          [u.text for d in dialogues for u in d.utterances])
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 2
+    step = ort.InferenceSession(str(repo / "step/1/model.onnx"), opts,
+                                providers=["CPUExecutionProvider"])
+    bow = BagOfWords(vocabulary(repo))
+    starts = np.cumsum([0] + [len(d.utterances) for d in dialogues])
+    state_names = [i.name for i in step.get_inputs()
+                   if i.name not in ("embedding", "is_customer", "turn_bow")]
+    width = {i.name: i.shape[1] for i in step.get_inputs()}
+    state = {n: np.zeros((len(dialogues), width[n]), np.float32) for n in state_names}
+    outs = [dict(probs=[], satisfaction=[], sentiment=[], topic_words=[]) for _ in dialogues]
+    for t in range(max(len(d.utterances) for d in dialogues)):
+        rows = [i for i, d in enumerate(dialogues) if len(d.utterances) > t]
+        utts = [dialogues[i].utterances[t] for i in rows]
+        feed = {"embedding": vectors[[starts[i] + t for i in rows]],
+                "is_customer": np.array([[float(u.role == "customer")] for u in utts],
+                                        np.float32),
+                "turn_bow": bow.dense([u.text for u in utts]),
+                **{n: state[n][rows] for n in state_names}}
+        names = ["probs", "satisfaction", "sentiment", "topic_words",
+                 *(f"{n}_out" for n in state_names)]
+        res = dict(zip(names, step.run(names, feed), strict=True))
+        for n in state_names:
+            state[n][rows] = res[f"{n}_out"]
+        for j, i in enumerate(rows):
+            for k in outs[i]:
+                outs[i][k].append(res[k][j])
+    return [{k: np.array(v) for k, v in o.items()} for o in outs]
+
+
+def uss_rows(dialogues: list[Dialogue], outs: list[dict]) -> dict[str, np.ndarray]:
+    """Rated customer turns: satisfaction probs, 5-level probs, score, labels."""
+    sat, lev, score, y3, y5 = [], [], [], [], []
+    for d, o in zip(dialogues, outs, strict=True):
+        for t, u in enumerate(d.utterances):
+            if u.role == "customer" and u.scores:
+                sat.append(o["satisfaction"][t])
+                lev.append(o["probs"][t])
+                score.append(turn_score(o["satisfaction"][t], o["sentiment"][t]))
+                y3.append(label_3(u.scores))
+                y5.append(label_5(u.scores))
+    return {"sat": np.array(sat), "levels": np.array(lev), "score": np.array(score),
+            "y3": np.array(y3), "y5": np.array(y5)}
+
+
+def uss_metrics(rows: dict[str, np.ndarray]) -> dict:
+    m = satisfaction_metrics(np.log(np.clip(rows["sat"], 1e-12, 1)), rows["y3"])
+    bad = rows["y3"] == 0
+    m["levels_macro_f1"] = round(100 * f1_score(rows["y5"], rows["levels"].argmax(1),
+                                                average="macro"), 2)
+    m["score_roc_auc"] = round(float(roc_auc_score(bad, -rows["score"])), 4)
+    m["score_pr_auc"] = round(float(average_precision_score(bad, -rows["score"])), 4)
+    m["dissatisfied_share"] = round(float(bad.mean()), 4)
+    return m
+
+
+def simulate(dialogues: list[Dialogue], outs: list[dict], rules: AlertRules):
+    """The worker's rule code over precomputed scores -> (events, alerts) by turn id."""
+    events, alerts = {}, {}
+    for d, o in zip(dialogues, outs, strict=True):
+        state = ConversationState(d.id)
+        for t, u in enumerate(d.utterances):
+            if u.role != "customer":
+                continue
+            score = turn_score(o["satisfaction"][t], o["sentiment"][t])
+            events[f"{d.id}:{t}"] = {"score": score}
+            fired = apply_customer_score(state, score, rules)
+            if fired:
+                alerts[f"{d.id}:{t}"] = {"rules": fired}
+    return events, alerts
+
+
+def choose_thresholds(dialogues: list[Dialogue], outs: list[dict]) -> tuple[dict, list]:
+    """Grid over the rules' thresholds on validation; precision >= MIN_PRECISION, then the
+    highest recall (then precision)."""
+    grid = []
+    levels = np.round(np.arange(-0.9, 0.01, 0.05), 2)
+    for level, neg_gap, drop in itertools.product(levels, (None, 0.1, 0.2), (None, 0.5, 0.7)):
+        rules = AlertRules(level_threshold=float(level),
+                           negative_threshold=-2.0 if neg_gap is None
+                           else round(float(level + neg_gap), 2),
+                           streak=3, drop=9.0 if drop is None else drop)
+        events, alerts = simulate(dialogues, outs, rules)
+        m = alert_replay.alert_metrics(dialogues, "", events, alerts, rules.cooldown_turns)
+        grid.append({"level_threshold": rules.level_threshold,
+                     "negative_threshold": rules.negative_threshold, "streak": rules.streak,
+                     "drop": rules.drop, "precision": m["precision"] or 0.0,
+                     "recall": m["recall"] or 0.0, "alerts": m["alerts"]})
+    ok = [g for g in grid if g["precision"] >= MIN_PRECISION and g["alerts"] > 0]
+    best = max(ok, key=lambda g: (round(g["recall"], 6), g["precision"]))
+    return best, grid
+
+
+def ece_rows() -> dict:
+    path = REPORTS / "served" / "calibration.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def sentiment_scores() -> dict:
+    out = {}
+    for name, dialogues in (("meld", load_meld("test")), ("semeval", load_semeval("test")),
+                            ("goemotions", load_goemotions("test"))):
+        outs = served_outputs(dialogues)
+        y, p = [], []
+        for d, o in zip(dialogues, outs, strict=True):
+            for t, u in enumerate(d.utterances):
+                if u.sentiment in SENTIMENTS:
+                    y.append(SENTIMENTS.index(u.sentiment))
+                    p.append(int(o["sentiment"][t].argmax()))
+        out[name] = {"n": len(y), "macro_f1": round(100 * f1_score(y, p, average="macro"), 2)}
+    return out
+
+
+def finetune_rows() -> dict:
+    """Fine-tuning runs per row (mean ± std over seeds), GPU and CPU files side by side."""
+    out = {}
+    for device in ("gpu", "cpu"):
+        path = REPORTS / "served" / f"finetune_{device}.json"
+        if not path.exists():
+            continue
+        runs = json.loads(path.read_text())["runs"]
+        for row in sorted({r["row"] for r in runs}):
+            mine = [r for r in runs if r["row"] == row]
+            cell = {"seeds": [r["seed"] for r in mine], "device": mine[0]["device"],
+                    "train_minutes": round(float(np.mean([r["train_minutes"] for r in mine])),
+                                           2),
+                    "best_epochs": [r["best_epoch"] for r in mine]}
+            for corpus in USS_CORPORA:
+                for k in ("accuracy", "macro_f1", "neg_f1", "neg_roc_auc"):
+                    v = [r["test"]["uss"][corpus][k] for r in mine]
+                    cell[f"{corpus}_{k}"] = [round(float(np.mean(v)), 4 if "auc" in k else 2),
+                                             round(float(np.std(v)), 4 if "auc" in k else 2)]
+            for s in ("meld", "semeval", "goemotions"):
+                cell[f"{s}_sentiment_macro_f1"] = round(float(np.mean(
+                    [r["test"][s]["sentiment"]["macro_f1"] for r in mine])), 2)
+            out[f"{row}@{device}"] = cell
+    return out
+
+
+def cross_domain(rows: dict) -> dict:
+    """Macro-F1 on each corpus's test: trained on that corpus (in-domain) vs on the other."""
+    out = {}
+    for test, other in (("SGD", "MWOZ"), ("MWOZ", "SGD")):
+        cross = rows.get(f"{other.lower()}_to_{test.lower()}@gpu")
+        inside = rows.get(f"{test.lower()}_to_{other.lower()}@gpu")
+        if cross and inside:
+            c, i = cross[f"{test}_macro_f1"][0], inside[f"{test}_macro_f1"][0]
+            out[f"{other}->{test}"] = {"in_domain_macro_f1": i, "cross_domain_macro_f1": c,
+                                       "drop": round(i - c, 2)}
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--skip-replay", action="store_true", help="no worker replay (quick look)")
+    args = p.parse_args()
+    t0 = time.time()
+    split = {part: {c: [load_uss(c)[i] for i in uss_split(c)[part]] for c in USS_CORPORA}
+             for part in ("valid", "test")}
+    outs = {part: {c: served_outputs(ds) for c, ds in by.items()} for part, by in split.items()}
+    uss_test = {c: uss_metrics(uss_rows(split["test"][c], outs["test"][c])) for c in USS_CORPORA}
+    valid = [d for c in USS_CORPORA for d in split["valid"][c]]
+    best, grid = choose_thresholds(valid, [o for c in USS_CORPORA for o in outs["valid"][c]])
+    (REPORTS / "alert_thresholds.json").write_text(json.dumps(
+        {"command": "python -m training.evaluate", "rule": f"precision >= {MIN_PRECISION} on "
+         "USS valid (MWOZ + SGD), then the highest recall", "chosen": best, "grid": grid},
+        indent=1) + "\n")
+    print("thresholds", best, flush=True)
+    result = {"uss_test": uss_test, "calibration": ece_rows(),
+              "sentiment_test": sentiment_scores(), "alert_thresholds_valid": best}
+    rows = finetune_rows()
+    result["finetune"] = rows
+    result["cross_domain"] = cross_domain(rows)
+    topics_path = REPORTS / "topics.json"
+    result["topic_words"] = json.loads(topics_path.read_text()) if topics_path.exists() else {}
+    if not args.skip_replay:
+        checks = json.loads(CHECK_SET.read_text())["items"]
+        env = {"CHAT_ALERT_LEVEL_THRESHOLD": str(best["level_threshold"]),
+               "CHAT_ALERT_NEGATIVE_THRESHOLD": str(best["negative_threshold"]),
+               "CHAT_ALERT_STREAK": str(best["streak"]), "CHAT_ALERT_DROP": str(best["drop"])}
+        replay = alert_replay.run(split["test"], AlertRules().cooldown_turns, env, checks)
+        result["replay"] = replay_summary(replay, split["test"])
+    result["seconds"] = round(time.time() - t0, 1)
+    result["command"] = "python -m training.evaluate"
+    (REPORTS / "served_model.json").write_text(json.dumps(result, indent=1) + "\n")
+    if "replay" in result:
+        (REPORTS / "served_model.md").write_text(markdown(result))
+    print(json.dumps({k: v for k, v in result.items() if k != "finetune"}, indent=1)[:6000])
+
+
+def replay_summary(replay: dict, test: dict[str, list[Dialogue]]) -> dict:
+    """Alerts per corpus and pooled (counts added), check-set shares, topic-word spread."""
+    out: dict = {}
+    keys = ("alerts", "alerts_on_dissatisfied", "dissatisfied_turns", "dissatisfied_alerted",
+            "dissatisfied_in_cooldown", "conv_with_dissatisfied", "conv_without_dissatisfied")
+    pooled = Counter()
+    for c in USS_CORPORA:
+        m = {k: v for k, v in replay[c].items() if k != "scored"}
+        out[c] = m
+        pooled.update({k: m[k] for k in keys})
+        pooled["conv_bad_alerted"] += round((m["conv_with_dissatisfied_alerted"] or 0)
+                                            * m["conv_with_dissatisfied"])
+        pooled["conv_ok_alerted"] += round((m["conv_without_dissatisfied_alerted"] or 0)
+                                           * m["conv_without_dissatisfied"])
+        scored = replay[c]["scored"]
+        bad = np.array([b for _, b in scored])
+        s = np.array([x for x, _ in scored])
+        out[c]["score_roc_auc"] = round(float(roc_auc_score(bad, -s)), 4)
+        out[c]["score_pr_auc"] = round(float(average_precision_score(bad, -s)), 4)
+    out["MWOZ+SGD"] = {
+        "precision": round(pooled["alerts_on_dissatisfied"] / max(1, pooled["alerts"]), 4),
+        "recall": round((pooled["dissatisfied_alerted"] + pooled["dissatisfied_in_cooldown"])
+                        / max(1, pooled["dissatisfied_turns"]), 4),
+        "conv_with_dissatisfied_alerted": round(
+            pooled["conv_bad_alerted"] / max(1, pooled["conv_with_dissatisfied"]), 4),
+        "conv_without_dissatisfied_alerted": round(
+            pooled["conv_ok_alerted"] / max(1, pooled["conv_without_dissatisfied"]), 4),
+        **{k: pooled[k] for k in keys}}
+    out["checks"] = replay["checks"]
+    events = replay["_events"]
+    finals = []
+    for c in USS_CORPORA:
+        for d in test[c]:
+            last = events.get(f"{c}-{d.id}:{len(d.utterances) - 1}")
+            if last is not None:
+                finals.append(tuple(sorted(last["topic_words"])))
+    common, n_common = Counter(finals).most_common(1)[0]
+    out["topic_words_final"] = {"conversations": len(finals),
+                                "distinct_share": round(1 - n_common / len(finals), 4),
+                                "most_common": list(common), "most_common_count": n_common,
+                                "unique_sets": len(set(finals))}
+    return out
+
+
+if __name__ == "__main__":
+    main()
+
+
+def pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f} %"
+
+
+def markdown(r: dict) -> str:
+    """The report a reader opens: every figure of served_model.json, in tables."""
+    lines = ["# The served model", "",
+             f"Command: `{r['command']}` ({r['seconds'] / 60:.1f} min on this 2-core CPU). "
+             "Fine-tuning rows: `python -m training.finetune` (see reports/served/). "
+             "Figures in % unless marked; AUCs are fractions.", "",
+             "## USS test (published split), the served ONNX models turn by turn", "",
+             "| corpus | accuracy | macro-F1 | negative F1 | neg ROC-AUC (P(dissatisfied)) "
+             "| score ROC-AUC | score PR-AUC | 5-level macro-F1 | dissatisfied share |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for c, m in r["uss_test"].items():
+        lines.append(f"| {c} | {m['accuracy']} | {m['macro_f1']} | {m['neg_f1']} | "
+                     f"{m['neg_roc_auc']} | {m['score_roc_auc']} | {m['score_pr_auc']} | "
+                     f"{m['levels_macro_f1']} | {pct(m['dissatisfied_share'])} |")
+    lines += ["", "Published accuracies to beat (USDA/ASAP, same split): MWOZ 58.1, SGD 64.8.",
+              "", "## Sentiment head (test sets)", "", "| set | n | macro-F1 |", "|---|---|---|"]
+    lines += [f"| {k} | {v['n']} | {v['macro_f1']} |" for k, v in r["sentiment_test"].items()]
+    lines += ["", "## Calibration (temperature per head, fitted on validation)", "",
+              "| head | n | temperature | ECE before | ECE after |", "|---|---|---|---|---|"]
+    lines += [f"| {k} | {v['n']} | {v['temperature']} | {v['ece_before']} | {v['ece_after']} |"
+              for k, v in r["calibration"].items() if isinstance(v, dict)]
+    b = r["alert_thresholds_valid"]
+    lines += ["", "## Alerts", "",
+              f"Thresholds chosen on USS valid (precision ≥ {MIN_PRECISION}, then the highest "
+              f"recall; the worker's rule code): level ≤ {b['level_threshold']}, negative ≤ "
+              f"{b['negative_threshold']} for a streak of {b['streak']}, drop ≥ {b['drop']}; "
+              f"valid precision {b['precision']:.3f}, recall {b['recall']:.3f}. "
+              "A value of -2 or 9 switches a rule off.", ""]
+    rep = r.get("replay")
+    if rep:
+        lines += ["Test dialogues replayed through the real worker (Tansu + tritonserver + "
+                  "worker), alerts counted against the ratings:", "",
+                  "| corpus | alerts | precision | recall | conversations with a dissatisfied "
+                  "turn alerted | conversations without one alerted | score ROC-AUC |",
+                  "|---|---|---|---|---|---|---|"]
+        for c in ("MWOZ", "SGD", "MWOZ+SGD"):
+            m = rep[c]
+            lines.append(f"| {c} | {m['alerts']} | {m['precision']:.3f} | {m['recall']:.3f} | "
+                         f"{pct(m['conv_with_dissatisfied_alerted'])} | "
+                         f"{pct(m['conv_without_dissatisfied_alerted'])} | "
+                         f"{m.get('score_roc_auc', '-')} |")
+        chk = rep["checks"]["by_kind"]
+        lines += ["", "Hand-written check set (training/check_set.json; never trained or tuned "
+                  "on), each customer turn after a neutral agent greeting, through the worker:",
+                  "", "| kind | n | alerted |", "|---|---|---|"]
+        lines += [f"| {k} | {v['n']} | {pct(v['alerted'])} |" for k, v in chk.items()]
+        missed = [i for i in rep["checks"]["items"]
+                  if (i["kind"] == "complaint") != i["alerted"] and i["kind"] != "praise"]
+        if missed:
+            lines += ["", "Check-set errors (complaints not alerted, neutral requests alerted):",
+                      ""]
+            lines += [f"- {i['id']} ({i['kind']}, score {i['score']:+.2f})" for i in missed]
+        t = rep["topic_words_final"]
+        lines += ["", f"Topic words: {t['unique_sets']} different final sets over "
+                  f"{t['conversations']} test conversations; distinct_share "
+                  f"{t['distinct_share']:.3f} (most common: {', '.join(t['most_common'])}, "
+                  f"{t['most_common_count']} conversations)."]
+    lines += ["", "## Fine-tuning rows (test, mean ± std over seeds)", "",
+              "| row | device | seeds | minutes | MWOZ macro-F1 | SGD macro-F1 | MWOZ neg F1 | "
+              "SGD neg F1 | MELD / SemEval / GoEmotions sentiment macro-F1 |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for name, c in r["finetune"].items():
+        lines.append(
+            f"| {name} | {c['device']} | {len(c['seeds'])} | {c['train_minutes']} | "
+            f"{c['MWOZ_macro_f1'][0]} ± {c['MWOZ_macro_f1'][1]} | "
+            f"{c['SGD_macro_f1'][0]} ± {c['SGD_macro_f1'][1]} | {c['MWOZ_neg_f1'][0]} | "
+            f"{c['SGD_neg_f1'][0]} | {c['meld_sentiment_macro_f1']} / "
+            f"{c['semeval_sentiment_macro_f1']} / {c['goemotions_sentiment_macro_f1']} |")
+    lines += ["", "## Cross-domain (train on one USS corpus, test on the other)", "",
+              "| direction | in-domain macro-F1 | cross-domain macro-F1 | drop |",
+              "|---|---|---|---|"]
+    lines += [f"| {k} | {v['in_domain_macro_f1']} | {v['cross_domain_macro_f1']} | "
+              f"{v['drop']} |" for k, v in r["cross_domain"].items()]
+    topics = r.get("topic_words") or {}
+    if topics:
+        lines += ["", "## Topic models", "", "```", json.dumps(
+            {k: v for k, v in topics.items() if k != "topics"}, indent=1)[:3000], "```"]
+    return "\n".join(lines) + "\n"
