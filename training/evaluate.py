@@ -234,7 +234,8 @@ def main() -> None:
          "USS valid (MWOZ + SGD), then the highest recall", "chosen": best, "grid": grid},
         indent=1) + "\n")
     print("thresholds", best, flush=True)
-    result = {"uss_test": uss_test, "calibration": ece_rows(),
+    result = {"uss_test": uss_test, "calibration": {"heads": {
+                  k: v for k, v in ece_rows().items() if isinstance(v, dict)}},
               "sentiment_test": sentiment_scores(), "alert_thresholds_valid": best}
     rows = finetune_rows()
     result["finetune"] = rows
@@ -248,12 +249,44 @@ def main() -> None:
                "CHAT_ALERT_STREAK": str(best["streak"]), "CHAT_ALERT_DROP": str(best["drop"])}
         replay = alert_replay.run(split["test"], AlertRules().cooldown_turns, env, checks)
         result["replay"] = replay_summary(replay, split["test"])
+    result.update(headline(result))
     result["seconds"] = round(time.time() - t0, 1)
     result["command"] = "python -m training.evaluate"
     (REPORTS / "served_model.json").write_text(json.dumps(result, indent=1) + "\n")
     if "replay" in result:
         (REPORTS / "served_model.md").write_text(markdown(result))
     print(json.dumps({k: v for k, v in result.items() if k != "finetune"}, indent=1)[:6000])
+
+
+def headline(r: dict) -> dict:
+    """The issue's summary keys (fractions 0-1, F1 and accuracy in %)."""
+    about = json.loads(text_format.Parse(
+        (MODEL_REPOSITORY / "step/config.pbtxt").read_text(),
+        model_config_pb2.ModelConfig()).parameters["about"].string_value)
+    cpu = REPORTS / "served" / "finetune_cpu.json"
+    out = {"encoder": {"fine_tuned": True, "device": "gpu" if about.get("device", "cpu") != "cpu"
+                       else "cpu", "device_name": about.get("device"),
+                       "trained_layers": 2, "frozen_layers": 4,
+                       "train_minutes": r["finetune"].get("top2@gpu", {}).get("train_minutes"),
+                       "cpu_train_minutes": (json.loads(cpu.read_text())["runs"][0]
+                                             ["train_minutes"] if cpu.exists() else None)},
+           "calibration": {"head": "satisfaction", **{
+               k: r["calibration"]["heads"]["satisfaction"][k]
+               for k in ("ece_before", "ece_after")}, "heads": r["calibration"]["heads"]}}
+    topics = r["topic_words"]
+    rep = r.get("replay")
+    if rep:
+        out["alerts"] = {k: rep["MWOZ+SGD"][k] for k in ("precision", "recall")}
+        chk = rep["checks"]["by_kind"]
+        out["check_set"] = {"complaints_alerted": chk["complaint"]["alerted"],
+                            "neutral_alerted": chk["neutral"]["alerted"],
+                            "praise_alerted": chk["praise"]["alerted"],
+                            "n": sum(v["n"] for v in chk.values())}
+        out["topic_words"] = {
+            "diversity": topics["nmf_topics"]["diversity"],
+            "npmi": topics["nmf_topics"]["npmi_train"],
+            "distinct_share": rep["topic_words_final"]["distinct_share"], **topics}
+    return out
 
 
 def replay_summary(replay: dict, test: dict[str, list[Dialogue]]) -> dict:
@@ -300,8 +333,31 @@ def replay_summary(replay: dict, test: dict[str, list[Dialogue]]) -> dict:
     return out
 
 
-if __name__ == "__main__":
-    main()
+
+def bars(r: dict) -> list[str]:
+    """The issue's bars, met or not, from this report and reports/benchmark.json."""
+    bench = REPORTS / "benchmark.json"
+    state = (json.loads(bench.read_text())["summary"]["state_bytes_per_conversation"]
+             if bench.exists() else None)
+    rows = [("USS test macro-F1, MWOZ", r["uss_test"]["MWOZ"]["macro_f1"], 54, True),
+            ("USS test macro-F1, SGD", r["uss_test"]["SGD"]["macro_f1"], 62, True)]
+    if "alerts" in r:
+        rows += [("worker alerts precision (test replay)", r["alerts"]["precision"], 0.6, True),
+                 ("worker alerts recall (test replay)", r["alerts"]["recall"], 0.4, True),
+                 ("check set: complaints alerted", r["check_set"]["complaints_alerted"], 0.9,
+                  True),
+                 ("check set: neutral requests alerted", r["check_set"]["neutral_alerted"],
+                  0.05, False),
+                 ("topic words distinct_share", r["topic_words"]["distinct_share"], 0.5, True)]
+    if state is not None:
+        rows.append(("state bytes per conversation (reports/benchmark.json)", state, 8192,
+                     False))
+    out = ["| bar | measured | goal | met |", "|---|---|---|---|"]
+    for name, value, goal, higher in rows:
+        ok = value >= goal if higher else value <= goal
+        out.append(f"| {name} | {value:.4g} | {'≥' if higher else '≤'} {goal:g} | "
+                   f"{'yes' if ok else 'NO'} |")
+    return out
 
 
 def pct(v) -> str:
@@ -313,7 +369,7 @@ def markdown(r: dict) -> str:
     lines = ["# The served model", "",
              f"Command: `{r['command']}` ({r['seconds'] / 60:.1f} min on this 2-core CPU). "
              "Fine-tuning rows: `python -m training.finetune` (see reports/served/). "
-             "Figures in % unless marked; AUCs are fractions.", "",
+             "Figures in % unless marked; AUCs are fractions.", "", *bars(r), "",
              "## USS test (published split), the served ONNX models turn by turn", "",
              "| corpus | accuracy | macro-F1 | negative F1 | neg ROC-AUC (P(dissatisfied)) "
              "| score ROC-AUC | score PR-AUC | 5-level macro-F1 | dissatisfied share |",
@@ -328,7 +384,7 @@ def markdown(r: dict) -> str:
     lines += ["", "## Calibration (temperature per head, fitted on validation)", "",
               "| head | n | temperature | ECE before | ECE after |", "|---|---|---|---|---|"]
     lines += [f"| {k} | {v['n']} | {v['temperature']} | {v['ece_before']} | {v['ece_after']} |"
-              for k, v in r["calibration"].items() if isinstance(v, dict)]
+              for k, v in r["calibration"]["heads"].items()]
     b = r["alert_thresholds_valid"]
     lines += ["", "## Alerts", "",
               f"Thresholds chosen on USS valid (precision ≥ {MIN_PRECISION}, then the highest "
@@ -383,6 +439,21 @@ def markdown(r: dict) -> str:
               f"{v['drop']} |" for k, v in r["cross_domain"].items()]
     topics = r.get("topic_words") or {}
     if topics:
-        lines += ["", "## Topic models", "", "```", json.dumps(
-            {k: v for k, v in topics.items() if k != "topics"}, indent=1)[:3000], "```"]
+        new, old = topics["nmf_topics"], topics.get("nvdm_overall_served_before") or {}
+        lines += ["", "## Topic words (`python -m training.topics`, reports/topics.json)", "",
+                  "| topic model | diversity | NPMI (training texts) | distinct_share (test) |",
+                  "|---|---|---|---|",
+                  f"| NMF fold-in, served | {new['diversity']:.3f} | {new['npmi_train']:.3f} | "
+                  f"{topics.get('distinct_share', new['distinct_share_test']):.3f} "
+                  "(worker replay) |"]
+        if old:
+            lines.append(f"| NVDM (TML's overall topic model, served before) | "
+                         f"{old['diversity']:.3f} | {old['npmi_train']:.3f} | "
+                         f"{old['distinct_share_test']:.3f} |")
+        lines += ["", "Topics (top 10 words):", ""]
+        lines += [f"{k + 1}. {t}" for k, t in enumerate(new["topics"])]
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

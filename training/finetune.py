@@ -153,8 +153,8 @@ def batches(items: list[tuple[Data, int]], max_utts: int, rng: random.Random):
 
 def class_weights(sets: list[Data], head: str, classes: int) -> torch.Tensor:
     """Square-root inverse class frequency, mean 1."""
-    ys = np.concatenate([data.s[head][u].numpy() for data in sets for d in data.keep
-                         for u in [list(data.utterances(d))]])
+    ys = np.concatenate([data.s[head][list(data.utterances(d))].numpy()
+                         for data in sets for d in data.keep])
     cnt = np.bincount(ys[ys >= 0], minlength=classes).astype(float)
     w = (cnt.sum() / np.maximum(cnt, 1)) ** 0.5
     return torch.tensor(w / w.mean(), dtype=torch.float32)

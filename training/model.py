@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 from transformers import BertConfig, BertModel
+from transformers.utils import logging as hf_logging
 
 HEADS = {"satisfaction": 3, "levels": 5, "sentiment": 3}
 
@@ -133,6 +134,7 @@ def save(path, model: ChatModel, extra: dict, half: bool = False) -> None:
 def load(path, bert_dir) -> tuple[ChatModel, dict]:
     """A checkpoint over the base MiniLM in `bert_dir` (its frozen weights)."""
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    hf_logging.set_verbosity_error()  # the unused pooler's load report is noise
     base = BertModel.from_pretrained(str(bert_dir), local_files_only=True,
                                      add_pooling_layer=False)
     model = ChatModel(ModelConfig(**ckpt.pop("config")), base.config)

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 from transformers import BertModel
+from transformers.utils import logging as hf_logging
 
 from training.data import (
     SENTIMENTS,
@@ -90,6 +91,7 @@ def build(half: bool = False, goemotions_train: int = 12000) -> dict:
     for s in sets.values():
         s["tokens"] = remap[s["tokens"].long()].to(torch.int16 if len(used) < 32768
                                                    else torch.int32)
+    hf_logging.set_verbosity_error()  # the unused pooler's load report is noise
     base = BertModel.from_pretrained(str(minilm_dir()), local_files_only=True,
                                      add_pooling_layer=False)
     weights = dict(base.state_dict())
