@@ -182,3 +182,10 @@ def test_state_tensors_carry_over_batches_and_topic_words_come_from_the_vocabula
     assert r1.enriched[0].topic_words == ["refund", "awful"]
     assert r2.enriched[0].topic_words == ["refund", "awful"]
     assert r2.enriched[0].label == "very_negative"
+
+
+def test_no_topic_words_before_the_conversation_uses_a_vocabulary_word():
+    (r1, r2), _ = run([[msg(turn("w", 0, text="hello there"))],
+                       [msg(turn("w", 1, text="I want a refund"))]])
+    assert r1.enriched[0].topic_words == []
+    assert r2.enriched[0].topic_words[0] == "refund"
