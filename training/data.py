@@ -117,6 +117,16 @@ def load_meld(split: str, root: Path = SHARED_DATA) -> list[Dialogue]:
 SENTIMENTS = ("negative", "neutral", "positive")
 
 
+def head_label(u: Utterance, head: str) -> int:
+    """The label of an utterance for one of the served model's heads ("satisfaction",
+    "levels", "sentiment"); -1 where it has none."""
+    if head == "sentiment":
+        return SENTIMENTS.index(u.sentiment) if u.sentiment in SENTIMENTS else -1
+    if u.role != "customer" or not u.scores:
+        return -1
+    return label_3(u.scores) if head == "satisfaction" else label_5(u.scores)
+
+
 def single_turns(name: str, items: list[tuple[str, str]]) -> list[Dialogue]:
     """Labelled single utterances (text, sentiment) as one-turn customer dialogues."""
     return [Dialogue(f"{name}-{i:05d}", (Utterance("customer", text, sentiment=label),))

@@ -28,11 +28,9 @@ from torch import nn
 
 from training import topics as topic_model
 from training.data import (
-    SENTIMENTS,
     USS_CORPORA,
     Dialogue,
-    label_3,
-    label_5,
+    head_label,
     load_goemotions,
     load_meld,
     load_semeval,
@@ -156,13 +154,7 @@ def labelled(dialogues: list[Dialogue], logits: list[dict], head: str):
     xs, ys = [], []
     for d, lg in zip(dialogues, logits, strict=True):
         for t, u in enumerate(d.utterances):
-            if head == "sentiment":
-                y = SENTIMENTS.index(u.sentiment) if u.sentiment in SENTIMENTS else -1
-            elif u.role == "customer" and u.scores:
-                y = label_3(u.scores) if head == "satisfaction" else label_5(u.scores)
-            else:
-                y = -1
-            if y >= 0:
+            if (y := head_label(u, head)) >= 0:
                 xs.append(lg[head][t])
                 ys.append(y)
     return np.array(xs, dtype=np.float64), np.array(ys)

@@ -20,11 +20,9 @@ from transformers import BertModel
 from transformers.utils import logging as hf_logging
 
 from training.data import (
-    SENTIMENTS,
     USS_CORPORA,
     Dialogue,
-    label_3,
-    label_5,
+    head_label,
     load_goemotions,
     load_meld,
     load_semeval,
@@ -60,20 +58,13 @@ def encode_set(items: list[tuple[str, Dialogue]], tok: Tokenizer) -> dict:
     enc = tok.encode_batch([u.text for u in utts])
     lengths = [len(e.ids) for e in enc]
 
-    def label(u, kind: str) -> int:
-        if kind == "sentiment":
-            return SENTIMENTS.index(u.sentiment) if u.sentiment in SENTIMENTS else -1
-        if u.role != "customer" or not u.scores:
-            return -1
-        return label_3(u.scores) if kind == "satisfaction" else label_5(u.scores)
-
     return {
         "tokens": torch.tensor([i for e in enc for i in e.ids], dtype=torch.int32),
         "utt_offsets": torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()]),
         "dlg_offsets": torch.tensor(
             [0, *torch.tensor([len(d.utterances) for _, d in items]).cumsum(0).tolist()]),
         "customer": torch.tensor([u.role == "customer" for u in utts], dtype=torch.bool),
-        **{kind: torch.tensor([label(u, kind) for u in utts], dtype=torch.int8)
+        **{kind: torch.tensor([head_label(u, kind) for u in utts], dtype=torch.int8)
            for kind in ("satisfaction", "levels", "sentiment")},
         "corpus": [c for c, _ in items],
     }
