@@ -68,6 +68,8 @@ class FakeScorer:
         bow = inputs["bow"] + inputs["turn_bow"]
         return {"probs": softmax(logits), "satisfaction": softmax(satisfaction),
                 "sentiment": softmax(sentiment),
-                "topic_words": np.argsort(-bow, axis=1, kind="stable")[:, :2],
+                # as the served step: -1 ("no word") while the bag of words is empty
+                "topic_words": np.where(bow.any(axis=1, keepdims=True),
+                                        np.argsort(-bow, axis=1, kind="stable")[:, :2], -1),
                 "h": new.astype(np.float32), "bow": bow.astype(np.float32),
                 "n": inputs["n"] + 1}

@@ -111,7 +111,8 @@ def load(path: Path = CHECKPOINT) -> Topics:
 
 
 class TopicFoldIn(nn.Module):
-    """Raw prefix counts [B, V] -> (top word ids [B, top_words], θ [B, K]), in fixed steps."""
+    """Raw prefix counts [B, V] -> (top word ids [B, top_words], -1 for an empty prefix;
+    θ [B, K]), in fixed steps."""
 
     def __init__(self, components: np.ndarray, idf: np.ndarray, top_words: int = 5,
                  iterations: int = 200, sublinear: bool = True) -> None:
@@ -131,7 +132,10 @@ class TopicFoldIn(nn.Module):
         theta = torch.ones_like(xh) / self.h.shape[0]  # a constant start: deterministic
         for _ in range(self.iterations):  # multiplicative updates of θ with H fixed
             theta = theta * xh / (theta @ self.hh).clamp(min=EPS)
-        return torch.topk(theta @ self.h, self.top_words, dim=-1).indices, theta
+        ids = torch.topk(theta @ self.h, self.top_words, dim=-1).indices
+        # a prefix with no vocabulary word has no topic: -1 ids, "no words" to the worker
+        empty = (counts.sum(-1, keepdim=True) <= 0).expand_as(ids)
+        return torch.where(empty, torch.full_like(ids, -1), ids), theta
 
 
 def fold_in(model: Topics, top_words: int = 5, iterations: int = 200) -> TopicFoldIn:

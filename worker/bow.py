@@ -26,7 +26,8 @@ class BagOfWords:
         return self.counts(texts).toarray()
 
     def words(self, ids) -> list[str]:
-        return [self.vocabulary[int(i)] for i in ids]
+        """The words of vocabulary ids; a negative id means "no word" and is skipped."""
+        return [self.vocabulary[int(i)] for i in ids if i >= 0]
 
 
 def build_vocabulary(texts: list[str], size: int, min_df: int = 2) -> list[str]:

@@ -134,20 +134,13 @@ class TurnProcessor:
                 for i, (cid, turn) in enumerate(wave):
                     self._apply(result, states[cid], turn,
                                 {h: out[h][i] for h in ("probs", "satisfaction", "sentiment")},
-                                self._topic_words(out, i),
+                                self.scorer.bag_of_words.words(out["topic_words"][i]),
                                 {name: out[name][i] for name in spec})
 
         for cid in ending:
             states[cid].end()
             result.ended += 1
         return result
-
-    def _topic_words(self, out: dict[str, np.ndarray], i: int) -> list[str]:
-        """The step's topic words; none while the conversation has used no vocabulary word
-        (its bag of words, state "bow", is empty and the topic mixture says nothing)."""
-        if "bow" in out and not out["bow"][i].any():
-            return []
-        return self.scorer.bag_of_words.words(out["topic_words"][i])
 
     def _apply(self, result: BatchResult, state: ConversationState, turn: Turn,
                heads: dict[str, np.ndarray], topic_words: list[str],

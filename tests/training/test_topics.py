@@ -55,7 +55,8 @@ def test_zero_counts_are_finite(small):
         ids, theta = module(counts)
     assert ids.shape == (3, 5) and ids.dtype == torch.int64 and theta.shape == (3, 8)
     assert torch.isfinite(theta).all() and (theta[0] == 0).all() and theta[1].sum() > 0
-    assert ((ids >= 0) & (ids < len(model.vocabulary))).all()
+    assert ((ids[1] >= 0) & (ids[1] < len(model.vocabulary))).all()
+    assert (ids[0] == -1).all() and (ids[2] == -1).all()  # an empty prefix has no words
 
 
 def test_domains_get_different_words(small):
