@@ -36,6 +36,9 @@ DTYPES = {"FP32": np.float32, "INT64": np.int64}
 # than a batch of two or more, and the last bits differ (1.2e-7 on an embedding); batches of
 # 2..128 rows, and any padding, give identical bits. A turn recomputed after a crash in another
 # batch must give an identical event, so a one-row request is sent as two copies of the row.
+# STEP_ROWS: the step model (its GRU) gave a row different last bits in a wave of another size
+# (a kill -9 test saw a recomputed turn's sentiment differ by 1e-6), so every step request is
+# padded with zero rows to the worker's max batch: one shape, the same bits for a row.
 
 
 class ModelMismatch(RuntimeError):
@@ -71,6 +74,7 @@ class TritonScorer:
     state_spec: dict[str, tuple[type, tuple[int, ...]]] = field(default_factory=dict)
     bag_of_words: BagOfWords | None = None
     healthy: bool = True  # false while calls fail; the readiness view reads it
+    step_rows: int = 2  # every step request is padded to this many rows (see STEP_ROWS)
 
     _channel: grpcclient.InferenceServerClient | None = None
 
@@ -105,6 +109,7 @@ class TritonScorer:
         if len(vocabulary) != width:
             raise ModelMismatch(f"{self.head_model}: {len(vocabulary)} words, turn_bow {width}")
         self.bag_of_words = BagOfWords(vocabulary)
+        self.step_rows = max_batch
 
     async def _check(self, name: str, spec: dict, max_batch: int) -> tuple[dict, dict]:
         if not await self._client.is_model_ready(name):
@@ -166,7 +171,11 @@ class TritonScorer:
 
     async def step(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [*STEP_IO["outputs"], *(f"{k}_out" for k in self.state_spec)]
-        outs = await self._infer(self.head_model, inputs, names)
+        rows = len(inputs["embedding"])
+        if rows < self.step_rows:  # see STEP_ROWS
+            inputs = {n: np.concatenate([a, np.zeros((self.step_rows - rows, *a.shape[1:]),
+                                                     a.dtype)]) for n, a in inputs.items()}
+        outs = [out[:rows] for out in await self._infer(self.head_model, inputs, names)]
         return {name.removesuffix("_out"): out for name, out in zip(names, outs, strict=True)}
 
 
