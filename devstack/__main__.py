@@ -137,11 +137,31 @@ def main() -> None:
     d.add_argument("--speed", type=float, default=10.0, help="x real time; 0 = no pauses")
     u = sub.add_parser("up", help="start the stack and keep it running")
     u.add_argument("--workers", type=int, default=1)
-    r = sub.add_parser("replay", help="publish dialogues into a running broker")
+    from devstack import transcripts as tr
+
+    r = sub.add_parser("replay", help="publish dialogues, or your own transcripts (--file), "
+                                      "into a running broker")
     r.add_argument("--bootstrap", required=True)
     r.add_argument("--conversations", type=int, default=50)
-    r.add_argument("--speed", type=float, default=10.0)
-    r.add_argument("--prefix", default="replay-")
+    r.add_argument("--speed", type=float, default=10.0, help="x real time; 0 = no pauses")
+    r.add_argument("--prefix", default=None, help="prepended to conversation ids (default "
+                   "'replay-' for dialogues, none for --file)")
+    r.add_argument("--file", default=None, help="JSON lines (the turn format) or CSV to replay "
+                   "instead of dataset dialogues; checked whole before anything is sent")
+    r.add_argument("--format", choices=("jsonl", "csv"), default=None,
+                   help="default from the suffix (.jsonl/.ndjson/.json, .csv/.tsv)")
+    r.add_argument("--map", type=tr.column_map, default=None, metavar="FIELD=COLUMN,...",
+                   help="CSV columns of the turn fields, e.g. conversation_id=chat_id,"
+                   "role=speaker,text=message,ts=time (default: columns named like the fields)")
+    r.add_argument("--roles", type=tr.role_map, default=None, metavar="VALUE=ROLE,...",
+                   help="source role values to customer/agent, e.g. user=customer,bot=agent")
+    r.add_argument("--max-pause", type=float, default=10.0, metavar="SECONDS",
+                   help="--file with timestamps: longest pause, after --speed (inf: none)")
+    r.add_argument("--conversation-end", action="store_true",
+                   help="--file: send an end event after each conversation's last turn "
+                   "(unless the file has one)")
+    r.add_argument("--keep-ts", action="store_true",
+                   help="--file: send the file's ts, not the send time")
     b = sub.add_parser("benchmark", help="every performance scenario side by side")
     b.add_argument("--smoke", action="store_true", help="seconds, not minutes (CI)")
     b.add_argument("--triton-url", default=None,
@@ -170,9 +190,11 @@ def main() -> None:
         benchmark(args)
     elif args.cmd == "reliability":
         reliability(args)
+    elif args.cmd == "replay" and args.file:
+        tr.cli(args, settings.topic_turns, settings.max_message_bytes)
     elif args.cmd == "replay":
-        msgs = [conversation_messages(dlg, args.prefix) for dlg in pick_dialogues(
-            args.conversations)]
+        msgs = [conversation_messages(dlg, "replay-" if args.prefix is None else args.prefix)
+                for dlg in pick_dialogues(args.conversations)]
         print(asyncio.run(replay(args.bootstrap, settings.topic_turns, msgs, args.speed)))
     elif args.cmd == "tail":
         asyncio.run(tail(args.bootstrap, topics_of(settings), args.seconds, args.from_beginning))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
@@ -20,9 +21,12 @@ class Outgoing:
     key: bytes
     value: bytes
     delay_s: float  # typing time before this message, at speed 1
+    stamp: bool = True  # False: send `value` as it is, its own `ts` kept
 
     def stamped(self) -> bytes:
         """The message with `ts` set to now: the send time (turn -> event latency reads it)."""
+        if not self.stamp:
+            return self.value
         try:
             doc = orjson.loads(self.value)
         except orjson.JSONDecodeError:
@@ -31,20 +35,28 @@ class Outgoing:
         return orjson.dumps(doc)
 
 
+def typing_delay(role: str, text: str) -> float:
+    """Seconds before a turn is sent, at speed 1: customers type about 4 characters a second,
+    agents (with macros) about 10."""
+    return (1.5 + len(text) / 4) if role == "customer" else (1.0 + len(text) / 10)
+
+
+END_DELAY_S = 2.0  # before a conversation's end event, at speed 1
+
+
 def conversation_messages(dialogue: Dialogue, prefix: str = "",
                           tenant: str = "demo") -> list[Outgoing]:
     """The turns of one dialogue as input messages, then its end event."""
     cid = f"{prefix}{dialogue.id}"
     out = []
     for seq, u in enumerate(dialogue.utterances):
-        # customers type about 4 characters a second, agents (with macros) about 10
-        delay = (1.5 + len(u.text) / 4) if u.role == "customer" else (1.0 + len(u.text) / 10)
+        delay = typing_delay(u.role, u.text)
         turn = {"conversation_id": cid, "turn_id": f"{cid}:{seq}", "seq": seq, "role": u.role,
                 "text": u.text, "ts": now_iso(), "channel": "chat", "tenant": tenant}
         out.append(Outgoing(cid.encode(), orjson.dumps(turn), delay))
     end = {"type": "conversation_end", "conversation_id": cid, "ts": now_iso(),
            "reason": "resolved", "tenant": tenant}
-    out.append(Outgoing(cid.encode(), orjson.dumps(end), 2.0))
+    out.append(Outgoing(cid.encode(), orjson.dumps(end), END_DELAY_S))
     return out
 
 
@@ -71,9 +83,10 @@ def pick_dialogues(n: int, sources: tuple[str, ...] = ("uss", "meld"), seed: int
 
 
 async def replay(bootstrap: str, topic: str, conversations: list[list[Outgoing]],
-                 speed: float = 10.0, concurrency: int = 50, stagger_s: float = 1.0) -> int:
+                 speed: float = 10.0, concurrency: int = 50, stagger_s: float = 1.0,
+                 on_sent: Callable[[], None] | None = None) -> int:
     """Send every conversation, at most `concurrency` at once; returns messages sent.
-    speed=0 sends as fast as possible (tests, load)."""
+    speed=0 sends as fast as possible (tests, load). `on_sent` is called after each ack."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
     gate = asyncio.Semaphore(concurrency)
@@ -89,6 +102,8 @@ async def replay(bootstrap: str, topic: str, conversations: list[list[Outgoing]]
                     await asyncio.sleep(m.delay_s / speed)
                 await producer.send_and_wait(topic, key=m.key, value=m.stamped())
                 sent += 1
+                if on_sent is not None:
+                    on_sent()
 
     try:
         await asyncio.gather(*(one(i, c) for i, c in enumerate(conversations)))
