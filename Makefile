@@ -9,7 +9,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup demo test lint train clean
+.PHONY: setup system-deps demo test lint train clean
 
 setup: $(VENV)/.installed $(ENCODER)
 
@@ -22,10 +22,23 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 $(ENCODER): $(VENV)/.installed training/checkpoints/served.pt training/model.py
 	$(BIN)/python -m training.export --encoder-only --force
 
+# Debian packages the tests drive: the browser (dashboard test), kcat (librdkafka client test),
+# promtool (deploy checks). Installed when root with apt; otherwise those tests skip (not in CI).
+SYSTEM_PACKAGES := chromium kcat prometheus
+APT_CACHE := $(CURDIR)/.cache/apt
+system-deps:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  mkdir -p $(APT_CACHE)/partial && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    -o Dir::Cache::archives=$(APT_CACHE) $$missing >/dev/null; \
+	else echo "not installed (their tests skip outside CI):" $$missing; fi
+
 demo: setup
 	$(BIN)/python -m devstack demo
 
-test: setup
+test: setup system-deps
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m pytest
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -57,13 +58,19 @@ def demo(args: argparse.Namespace) -> None:
     t0 = time.monotonic()
     stack = start_stack(settings)
     try:
+        url = stack.start_dashboard(args.dashboard_port)
         say(f"stack ready in {time.monotonic() - t0:.1f}s: broker {stack.bootstrap}, "
             f"triton {stack.triton.grpc_url}; logs in .devstack/logs/")
+        say(f"live dashboard: {url}  (open it in a browser now)")
         summary = asyncio.run(_demo_run(stack.bootstrap, settings, args.conversations,
                                         args.speed))
         say("summary: " + json.dumps(summary))
         if summary["enriched"] < summary["turns"]:
             sys.exit(f"only {summary['enriched']} of {summary['turns']} turns were enriched")
+        if sys.stdin.isatty():
+            say(f"the dashboard stays up at {url}; press Enter to stop the stack")
+            with contextlib.suppress(KeyboardInterrupt, EOFError):
+                input()
     finally:
         say("stopping the stack")
         stack.stop()
@@ -117,8 +124,9 @@ def up(args: argparse.Namespace) -> None:
     from devstack.stack import start_stack
 
     stack = start_stack(Settings(broker_profile="tansu"), workers=args.workers)
+    url = stack.start_dashboard(args.dashboard_port)
     print(json.dumps({"bootstrap": stack.bootstrap, "triton_grpc": stack.triton.grpc_url,
-                      "logs": ".devstack/logs"}), flush=True)
+                      "dashboard": url, "logs": ".devstack/logs"}), flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         signal.pause()
@@ -135,8 +143,12 @@ def main() -> None:
     d = sub.add_parser("demo", help="the end-to-end demo on the embedded local default")
     d.add_argument("--conversations", type=int, default=12)
     d.add_argument("--speed", type=float, default=10.0, help="x real time; 0 = no pauses")
+    d.add_argument("--dashboard-port", type=int, default=None,
+                   help="default 8090, or a free port when 8090 is taken")
     u = sub.add_parser("up", help="start the stack and keep it running")
     u.add_argument("--workers", type=int, default=1)
+    u.add_argument("--dashboard-port", type=int, default=None,
+                   help="default 8090, or a free port when 8090 is taken")
     from devstack import transcripts as tr
 
     r = sub.add_parser("replay", help="publish dialogues, or your own transcripts (--file), "

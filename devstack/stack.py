@@ -7,9 +7,11 @@ import urllib.request
 from dataclasses import dataclass, field
 
 from devstack.broker import Tansu, create_worker_topics
-from devstack.procs import STATE_DIR, Server, free_port
+from devstack.procs import STATE_DIR, Server, free_port, port_open
 from devstack.triton import Triton
 from worker.settings import Settings
+
+DASHBOARD_PORT = 8090
 
 
 @dataclass
@@ -18,6 +20,7 @@ class Stack:
     triton: Triton
     settings: Settings
     workers: list[Server] = field(default_factory=list)
+    dashboard: Server | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -49,7 +52,28 @@ class Stack:
         self.workers.append(server)
         return server
 
+    def start_dashboard(self, port: int | None = None, **overrides: str) -> str:
+        """Start the dashboard on 127.0.0.1; return its URL once it answers."""
+        port = port or (DASHBOARD_PORT if not port_open(DASHBOARD_PORT) else free_port())
+        env = self.worker_env(DASH_PORT=str(port), DASH_HOST="127.0.0.1", **overrides)
+        server = Server("dashboard", [sys.executable, "-m", "dashboard"], env=env).start()
+        url = f"http://127.0.0.1:{port}/"
+
+        def ready() -> bool:
+            try:
+                with urllib.request.urlopen(url + "healthz", timeout=1) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+
+        server.wait_until(ready, timeout=60)
+        server.web_port = port
+        self.dashboard = server
+        return url
+
     def stop(self) -> None:
+        if self.dashboard is not None:
+            self.dashboard.stop()
         for w in self.workers:
             w.stop()
         self.triton.stop()
