@@ -69,15 +69,25 @@ class ChatModel(nn.Module):
             h = layer(h, attention_mask=ext)
         return h
 
-    def upper(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The trained layers and mean pooling: [B, L, E] -> utterance vectors [B, E]."""
+    def upper_tokens(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The trained layers: [B, L, E] -> token states [B, L, E] (the served encoder's
+        token-level output, read by the emotion and aspect models)."""
         ext = additive_mask(mask, hidden.dtype)
         for layer in self.bert.encoder.layer[self.cfg.frozen_layers:]:
             hidden = layer(hidden, attention_mask=ext)
-        return mean_pool(hidden, mask)
+        return hidden
+
+    def upper(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The trained layers and mean pooling: [B, L, E] -> utterance vectors [B, E]."""
+        return mean_pool(self.upper_tokens(hidden, mask), mask)
 
     def encode(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.upper(self.lower(ids, mask), mask)
+
+    @torch.no_grad()
+    def tokens(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Token states of the whole (fine-tuned) encoder [B, L, E]."""
+        return self.upper_tokens(self.lower(ids, mask), mask)
 
     def dialogue(self, utt: torch.Tensor, is_customer: torch.Tensor) -> dict[str, torch.Tensor]:
         """utt [B, T, E], is_customer [B, T, 1] -> logits per head, each [B, T, C]."""
