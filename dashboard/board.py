@@ -67,22 +67,7 @@ def alert_view(doc: dict[str, Any], text: str | None,
             "running_score": doc.get("running_score"),
             "satisfaction": doc.get("satisfaction"), "sentiment": doc.get("sentiment"),
             "topic_words": doc.get("topic_words", []), "text": text,
-            "emotion": _top_emotion(doc), "aspect": _top_aspect(doc)}
-
-
-def _top_emotion(doc: dict[str, Any]) -> str | None:
-    emotions = doc.get("emotions")
-    if isinstance(emotions, dict):
-        above = emotions.get("labels") or []
-        return above[0] if above else None
-    return None
-
-
-def _top_aspect(doc: dict[str, Any]) -> str | None:
-    aspects = doc.get("aspects")
-    if isinstance(aspects, list) and aspects and isinstance(aspects[0], dict):
-        return aspects[0].get("text")
-    return None
+            "emotion": doc.get("emotion"), "aspect": doc.get("aspect")}
 
 
 class Board:

@@ -11,6 +11,8 @@ measured in the same run on the same machine; absolute times are reported with t
 4. latency_p50_ms / latency_p99_ms turn -> enriched event at half the worker's throughput, and
    p99_over_compute = p99 / the models' own p50 compute time per micro-batch.
 5. state_bytes_per_conversation and the memory of 100k conversations in a simulated table.
+6. explain_cost_ratio: compute per turn of the whole enriched turn (sentiment + emotions +
+   aspects from the one encoder pass) / the sentiment path alone, raw and in the worker.
 """
 
 from __future__ import annotations
@@ -70,12 +72,15 @@ def interleaved(conversations: list[list[Outgoing]]) -> list[Outgoing]:
     return out
 
 
-def scorer_for(url: str, call_overhead_tokens: int = 64,
-               encoder: str = "encoder") -> TritonScorer:
-    return TritonScorer(url, encoder, Settings().head_model,
-                        TurnTokenizer(default_tokenizer_path()),
+def scorer_for(url: str, call_overhead_tokens: int = 64, encoder: str = "encoder",
+               explain: bool = True) -> TritonScorer:
+    """`explain`: the whole enriched turn (emotion and aspect models too), else sentiment only."""
+    s = Settings()
+    return TritonScorer(url, encoder, s.head_model, TurnTokenizer(default_tokenizer_path()),
                         call_overhead_tokens=call_overhead_tokens,
-                        timeout_s=120.0)  # the naive path sends whole histories at once
+                        timeout_s=120.0,  # the naive path sends whole histories at once
+                        emotion_model=s.emotion_model if explain else "",
+                        aspect_model=s.aspect_model if explain else "")
 
 
 # 1. incremental vs naive cost per turn ---------------------------------------------------
@@ -105,9 +110,14 @@ async def cost_per_turn(url: str, repeats: int, batch: int = 16, depth: int = 50
     turn_bow = scorer.bag_of_words.dense(turn_texts)
 
     async def incremental(h: dict) -> float:
+        """The whole enriched turn, as the pipeline runs it: one encoder pass, then the step
+        and (when served) the explaining models at once."""
         t0 = time.perf_counter()
-        emb = await scorer.encode(turn_texts)
-        await step(emb, turn_bow, h)
+        encoded = await scorer.encode_turns(turn_texts)
+        calls = [step(encoded.embeddings, turn_bow, h)]
+        if scorer.explains:
+            calls.append(scorer.explain(encoded, turn_texts))
+        await asyncio.gather(*calls)
         return time.perf_counter() - t0
 
     async def naive(turns: list[str]) -> float:
@@ -141,10 +151,11 @@ async def cost_per_turn(url: str, repeats: int, batch: int = 16, depth: int = 50
 
 
 async def raw_throughput(url: str, stream: list[Outgoing], max_batch: int,
-                         call_overhead_tokens: int = 64) -> dict:
-    """The worker's pipeline (ingest, state, encode, waves, enrich) driven directly, no Kafka:
-    the practical limit for the same batches. Returns turns/s and compute time per batch."""
-    scorer = scorer_for(url, call_overhead_tokens)
+                         call_overhead_tokens: int = 64, explain: bool = True) -> dict:
+    """The worker's pipeline (ingest, state, encode, waves, explain, enrich) driven directly,
+    no Kafka: the practical limit for the same batches. Returns turns/s and compute time per
+    batch. `explain=False`: the sentiment path alone."""
+    scorer = scorer_for(url, call_overhead_tokens, explain=explain)
     await scorer.check_models(max_batch)
     proc = TurnProcessor(scorer, AlertRules(), model_name=Settings().head_model)
     store: dict[str, bytes] = {}
@@ -394,10 +405,15 @@ def run(stack: Stack, scale: Scale, triton_url: str | None = None,
         str(k): asyncio.run(raw_throughput(url, stream, max_batch, k))["turns_per_s"]
         for k in (0, 10**6)}
     out["bucketing"]["64"] = out["raw_batched"]["turns_per_s"]
+    out["raw_sentiment_only"] = asyncio.run(raw_throughput(url, stream, max_batch,
+                                                           explain=False))
     out["raw_per_turn"] = asyncio.run(raw_throughput(url, stream[: max(50, len(stream) // 4)], 1))
     worker_env = {} if not triton_url else {"CHAT_TRITON_URL": triton_url}
     out["worker_batched"] = worker_drain(stack, stream, turns, "batched", profile=profile,
                                          **worker_env)
+    out["worker_sentiment_only"] = worker_drain(stack, stream, turns, "sentiment",
+                                                CHAT_EMOTION_MODEL="", CHAT_ASPECT_MODEL="",
+                                                **worker_env)
     per_turn_stream = stream[: max(50, len(stream) // 4)]
     per_turn_turns = sum(1 for m in per_turn_stream if b'"turn_id"' in m.value)
     out["worker_per_turn"] = worker_drain(stack, per_turn_stream, per_turn_turns, "perturn",
@@ -418,6 +434,10 @@ def run(stack: Stack, scale: Scale, triton_url: str | None = None,
         "p99_over_compute": out["latency"]["latency_p99_ms"] / out["raw_batched"]["batch_ms_p50"],
         "state_bytes_per_conversation": out["state"]["state_bytes_per_conversation"],
         "table_mb_for_100k": out["state"]["table_mb_for_100k"],
+        "explain_cost_ratio": out["raw_sentiment_only"]["turns_per_s"]
+        / out["raw_batched"]["turns_per_s"],
+        "worker_explain_cost_ratio": out["worker_sentiment_only"]["turns_per_s"]
+        / out["worker_batched"]["turns_per_s"],
     }
     return out
 
@@ -425,7 +445,8 @@ def run(stack: Stack, scale: Scale, triton_url: str | None = None,
 GOALS = {  # figure: (goal, higher is better); batching 5x is the GPU goal, 1.5x on this CPU
     "incremental_ratio": (1.1, False), "worker_vs_raw": (0.9, True),
     "batching_gain": (1.5, True), "p99_over_compute": (4.0, False),
-    "state_bytes_per_conversation": (8192, False),
+    "state_bytes_per_conversation": (8192, False), "explain_cost_ratio": (1.5, False),
+    "worker_explain_cost_ratio": (1.5, False),
 }
 
 
@@ -461,6 +482,11 @@ def markdown(r: dict, command: str) -> str:
                 ("1000000", "fixed 32-turn sorted buckets"))),
         f"- worker, Kafka in -> Kafka out: {r['worker_batched']['turns_per_s']:.0f} turns/s "
         f"micro-batched, {r['worker_per_turn']['turns_per_s']:.0f} turns/s with max_batch=1",
+        f"- the sentiment path alone (no emotion or aspect model): raw "
+        f"{r['raw_sentiment_only']['turns_per_s']:.0f} turns/s (p50 "
+        f"{r['raw_sentiment_only']['batch_ms_p50']:.1f} ms per micro-batch), worker "
+        f"{r['worker_sentiment_only']['turns_per_s']:.0f} turns/s; every other figure is the "
+        "whole enriched turn",
         f"- latency at {r['latency']['rate_turns_per_s']:.0f} turns/s (half the worker's "
         f"throughput): p50 {r['latency']['latency_p50_ms']:.0f} ms, p99 "
         f"{r['latency']['latency_p99_ms']:.0f} ms over {r['latency']['turns']} turns",

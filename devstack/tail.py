@@ -27,11 +27,12 @@ def bar(score: float, width: int = 10) -> str:
 
 def format_event(topic: str, doc: dict, topics: dict[str, str], color: bool = False) -> str:
     if topic == topics["alerts"]:
+        why = " · ".join(x for x in (doc.get("emotion"), doc.get("aspect")) if x)
         return _c(f"  !! ALERT  {doc['conversation_id']:<22} #{doc['seq']:<3} "
                   f"{','.join(doc['rules'])}  score {doc['score']:+.2f}  "
                   f"satisfaction {doc.get('satisfaction', '-')}  sentiment "
-                  f"{doc.get('sentiment', '-')}  streak {doc['negative_streak']}", "41;97;1",
-                  color)
+                  f"{doc.get('sentiment', '-')}  streak {doc['negative_streak']}"
+                  + (f"  ({why})" if why else ""), "41;97;1", color)
     if topic == topics["dlq"]:
         return _c(f"  xx DLQ    {doc.get('conversation_id') or '-':<22} {doc['reason']}: "
                   f"{doc['detail'][:60]}", "33", color)
@@ -46,7 +47,20 @@ def format_event(topic: str, doc: dict, topics: dict[str, str], color: bool = Fa
             + _c(f" sent {sent:<8}", COLORS.get(sent, "37"), color)
             + f" {doc['score']:+.2f} [{bar(doc['score'])}] run "
             + (f"{run:+.2f}" if run is not None else "  -  ")
-            + f" {ARROWS[doc['trend_label']]}  {text}" + (f"  [{words}]" if words else ""))
+            + f" {ARROWS[doc['trend_label']]}  {text}" + (f"  [{words}]" if words else "")
+            + explanation(doc))
+
+
+SIGN = {"positive": "+", "negative": "-", "neutral": "~"}
+
+
+def explanation(doc: dict) -> str:
+    """Emotions above threshold and aspect terms with their polarity, when the event has them."""
+    emotions = (doc.get("emotions") or {}).get("labels") or []
+    aspects = [f"{a['text']}{SIGN[a['polarity']]}" for a in doc.get("aspects") or []]
+    parts = ([f"emotions {','.join(emotions[:2])}"] if emotions else []) + (
+        [f"aspects {','.join(aspects[:3])}"] if aspects else [])
+    return f"  {{{'; '.join(parts)}}}" if parts else ""
 
 
 async def tail(bootstrap: str, topics: dict[str, str], seconds: float | None = None,

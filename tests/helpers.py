@@ -3,12 +3,14 @@ integration tests use the real Triton)."""
 
 from __future__ import annotations
 
+import itertools
 import zlib
 
 import numpy as np
 import orjson
 
 from worker.bow import BagOfWords
+from worker.infer import Encoded, Explanation
 from worker.pipeline import Message
 
 _next_offset = 0
@@ -55,6 +57,14 @@ class FakeScorer:
             out[i, 1] = 1.0 if "awful" in t else 0.0
         return out
 
+    explains = False  # FakeExplainingScorer: True
+
+    async def encode_turns(self, texts: list[str]) -> Encoded:
+        return Encoded(await self.encode(texts))
+
+    async def explain(self, encoded: Encoded, texts: list[str]) -> list[Explanation]:
+        raise AssertionError("not an explaining scorer")
+
     async def step(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         embedding, is_customer = inputs["embedding"], inputs["is_customer"]
         self.step_calls.append(len(embedding))
@@ -73,3 +83,32 @@ class FakeScorer:
                                         np.argsort(-bow, axis=1, kind="stable")[:, :2], -1),
                 "h": new.astype(np.float32), "bow": bow.astype(np.float32),
                 "n": inputs["n"] + 1}
+
+
+class FakeExplainingScorer(FakeScorer):
+    """FakeScorer that also explains: 'awful' turns are angry; the word after 'the' is an
+    aspect term, negative in an 'awful' turn."""
+
+    explains = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.explain_calls: list[int] = []
+
+    async def explain(self, encoded: Encoded, texts: list[str]) -> list[Explanation]:
+        self.explain_calls.append(len(texts))
+        out: list[Explanation] = []
+        for t in texts:
+            angry = "awful" in t
+            emotions = {"probs": {"anger": 0.9 if angry else 0.1, "joy": 0.2},
+                        "labels": ["anger"] if angry else []}
+            words, aspects, at = t.split(" "), [], 0
+            for w, nxt in itertools.pairwise(words):
+                at = t.index(w, at)
+                if w.lower() == "the" and nxt:
+                    start = t.index(nxt, at + len(w))
+                    aspects.append({"text": nxt, "start": start, "end": start + len(nxt),
+                                    "polarity": "negative" if angry else "neutral",
+                                    "confidence": 0.8})
+            out.append((emotions, aspects))
+        return out

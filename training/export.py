@@ -102,13 +102,15 @@ def export_encoder(model: ChatModel, out: Path, opset: int = 17) -> None:
     with torch.no_grad():
         torch.onnx.export(Encoder(model), (ids, torch.ones_like(ids)), str(out),
                           input_names=["input_ids", "attention_mask"],
-                          output_names=["embedding"],
+                          output_names=["embedding", "tokens"],
                           dynamic_axes={"input_ids": {0: "batch", 1: "tokens"},
                                         "attention_mask": {0: "batch", 1: "tokens"},
-                                        "embedding": {0: "batch"}},
+                                        "embedding": {0: "batch"},
+                                        "tokens": {0: "batch", 1: "tokens"}},
                           opset_version=opset, dynamo=False)
-    graph = onnx.load(str(out))  # declare the width, as config.pbtxt does
+    graph = onnx.load(str(out))  # declare the widths, as config.pbtxt does
     graph.graph.output[0].type.tensor_type.shape.dim[1].dim_value = model.cfg.embed_dim
+    graph.graph.output[1].type.tensor_type.shape.dim[2].dim_value = model.cfg.embed_dim
     onnx.checker.check_model(graph)
     onnx.save(graph, str(out))
 

@@ -105,14 +105,18 @@ def _is_frozen(key: str, cfg: ModelConfig) -> bool:
 
 
 class Encoder(nn.Module):
-    """What Triton serves as "encoder": token ids -> the fine-tuned utterance vector."""
+    """What Triton serves as "encoder": token ids -> the fine-tuned utterance vector, and the
+    token states it pools (read by the emotion and aspect models)."""
 
     def __init__(self, model: ChatModel) -> None:
         super().__init__()
         self.model = model.eval()
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model.encode(input_ids, attention_mask)
+    def forward(self, input_ids: torch.Tensor,
+                attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m = self.model
+        tokens = m.upper_tokens(m.lower(input_ids, attention_mask), attention_mask)
+        return mean_pool(tokens, attention_mask), tokens
 
 
 class Step(nn.Module):

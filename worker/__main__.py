@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> None:
                           call_overhead_tokens=settings.call_overhead_tokens,
                           ssl=settings.triton_ssl,
                           root_certificates=settings.triton_root_certificates,
-                          timeout_s=settings.triton_timeout_s)
+                          timeout_s=settings.triton_timeout_s,
+                          emotion_model=settings.emotion_model,
+                          aspect_model=settings.aspect_model)
     try:
         asyncio.run(check_models(scorer, settings.max_batch))
     except ModelMismatch as exc:

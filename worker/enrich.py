@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 import numpy as np
 
+from worker.explain import top_aspect, top_emotion
 from worker.records import CLASSES, LEVELS, Alert, EnrichedTurn, Turn, event_id
 from worker.redact import redact
 from worker.rules import trend_of
@@ -67,3 +71,13 @@ def alert_for(event: EnrichedTurn, rules: list[str], state: ConversationState) -
         tenant=event.tenant,
     )
 
+
+
+def with_explanation(event: EnrichedTurn, emotions: dict[str, Any] | None,
+                     aspects: list[dict[str, Any]] | None) -> EnrichedTurn:
+    return replace(event, emotions=emotions, aspects=aspects)
+
+
+def alert_explained(alert: Alert, event: EnrichedTurn) -> Alert:
+    """The alert names its turn's top emotion and aspect ("anger · refund")."""
+    return replace(alert, emotion=top_emotion(event.emotions), aspect=top_aspect(event.aspects))

@@ -15,7 +15,8 @@ from tritonclient.utils import InferenceServerException
 
 from worker import metrics
 from worker.bow import BagOfWords
-from worker.tokenizer import TurnTokenizer
+from worker.explain import AspectTags, EmotionLabels
+from worker.tokenizer import Bucket, TurnTokenizer
 
 log = structlog.get_logger(__name__)
 
@@ -31,7 +32,14 @@ STEP_IO = {
     "outputs": {"probs": ("FP32", (5,)), "satisfaction": ("FP32", (3,)),
                 "sentiment": ("FP32", (3,)), "topic_words": ("INT64", (-1,))},
 }
+# the explaining models read the encoder's token states (one encoder pass for all models)
+TOKENS_IO = {"inputs": {}, "outputs": {"tokens": ("FP32", (-1, 384))}}
+EMOTION_IO = {"inputs": {"tokens": ("FP32", (-1, 384)), "attention_mask": ("INT64", (-1,))},
+              "outputs": {"emotion_probs": ("FP32", (-1,))}}
+ASPECT_IO = {"inputs": {"tokens": ("FP32", (-1, 384)), "attention_mask": ("INT64", (-1,))},
+             "outputs": {"aspect_tags": ("FP32", (-1, -1))}}
 DTYPES = {"FP32": np.float32, "INT64": np.int64}
+Explanation = tuple[dict | None, list | None]  # (emotions, aspects) of one turn
 # SINGLE_ROW_PAD: onnxruntime on CPU computes a batch of one row on another kernel path (GEMV)
 # than a batch of two or more, and the last bits differ (1.2e-7 on an embedding); batches of
 # 2..128 rows, and any padding, give identical bits. A turn recomputed after a crash in another
@@ -45,12 +53,29 @@ class ModelMismatch(RuntimeError):
     """The served model does not take or give what the worker sends and reads."""
 
 
+@dataclass
+class Encoded:
+    """One encoder pass over a micro-batch: sentence embeddings in the caller's order, and the
+    buckets with their token states, which the explaining models read."""
+
+    embeddings: np.ndarray
+    buckets: list[Bucket] = field(default_factory=list)
+    tokens: list[np.ndarray] = field(default_factory=list)  # per bucket [rows, L, 384]
+
+
 class Scorer(Protocol):
     # state tensor name -> (dtype, shape of one conversation's tensor)
     state_spec: dict[str, tuple[type, tuple[int, ...]]]
     bag_of_words: BagOfWords  # the step model's vocabulary
+    explains: bool  # emotion and/or aspect models are served
 
     async def encode(self, texts: list[str]) -> np.ndarray: ...
+
+    async def encode_turns(self, texts: list[str]) -> Encoded: ...
+
+    async def explain(self, encoded: Encoded, texts: list[str]) -> list[Explanation]:
+        """Emotions and aspect terms of every turn, from the encoder pass's token states."""
+        ...
 
     async def step(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Per-turn inputs and state tensors in; probs (5 levels), satisfaction, sentiment,
@@ -75,6 +100,10 @@ class TritonScorer:
     bag_of_words: BagOfWords | None = None
     healthy: bool = True  # false while calls fail; the readiness view reads it
     step_rows: int = 2  # every step request is padded to this many rows (see STEP_ROWS)
+    emotion_model: str = ""  # "" = not served
+    aspect_model: str = ""
+    emotion_labels: EmotionLabels | None = None
+    aspect_tags: AspectTags | None = None
 
     _channel: grpcclient.InferenceServerClient | None = None
 
@@ -110,6 +139,23 @@ class TritonScorer:
             raise ModelMismatch(f"{self.head_model}: {len(vocabulary)} words, turn_bow {width}")
         self.bag_of_words = BagOfWords(vocabulary)
         self.step_rows = max_batch
+        if self.emotion_model or self.aspect_model:
+            await self._check(self.encoder_model, TOKENS_IO, max_batch)
+        if self.emotion_model:
+            _, config = await self._check(self.emotion_model, EMOTION_IO, max_batch)
+            names, thresholds = parameters(self.emotion_model, config, "labels", "thresholds")
+            self.emotion_labels = EmotionLabels(tuple(names),
+                                                tuple(float(t) for t in thresholds))
+            if len(self.emotion_labels.names) != len(self.emotion_labels.thresholds):
+                raise ModelMismatch(f"{self.emotion_model}: labels and thresholds differ")
+        if self.aspect_model:
+            _, config = await self._check(self.aspect_model, ASPECT_IO, max_batch)
+            tags, (floor,) = parameters(self.aspect_model, config, "tags", "min_confidence")
+            self.aspect_tags = AspectTags(tuple(tags), float(floor))
+
+    @property
+    def explains(self) -> bool:
+        return self.emotion_labels is not None or self.aspect_tags is not None
 
     async def _check(self, name: str, spec: dict, max_batch: int) -> tuple[dict, dict]:
         if not await self._client.is_model_ready(name):
@@ -169,6 +215,41 @@ class TritonScorer:
             out[bucket.rows] = emb
         return out
 
+    async def encode_turns(self, texts: list[str]) -> Encoded:
+        """As `encode`, keeping the buckets and, when explaining models are served, the token
+        states of the same encoder call."""
+        buckets = self.tokenizer.buckets(texts, self.bucket_size, self.call_overhead_tokens)
+        outputs = ["embedding", "tokens"] if self.explains else ["embedding"]
+        results = await asyncio.gather(*(
+            self._infer(self.encoder_model,
+                        {"input_ids": b.input_ids, "attention_mask": b.attention_mask},
+                        outputs) for b in buckets))
+        out = np.empty((len(texts), results[0][0].shape[1]), dtype=np.float32)
+        for bucket, res in zip(buckets, results, strict=True):
+            out[bucket.rows] = res[0]
+        return Encoded(out, buckets, [res[1] for res in results] if self.explains else [])
+
+    async def explain(self, encoded: Encoded, texts: list[str]) -> list[Explanation]:
+        """Both explaining models on every bucket, all calls at once; decoded per turn."""
+        calls = []
+        for bucket, tokens in zip(encoded.buckets, encoded.tokens, strict=True):
+            inputs = {"tokens": tokens, "attention_mask": bucket.attention_mask}
+            if self.emotion_labels is not None:
+                calls.append(self._infer(self.emotion_model, inputs, ["emotion_probs"]))
+            if self.aspect_tags is not None:
+                calls.append(self._infer(self.aspect_model, inputs, ["aspect_tags"]))
+        results = iter(await asyncio.gather(*calls))
+        out: list[Explanation] = [(None, None)] * len(texts)
+        for bucket in encoded.buckets:
+            emotions = next(results)[0] if self.emotion_labels is not None else None
+            tags = next(results)[0] if self.aspect_tags is not None else None
+            for r, row in enumerate(bucket.rows):
+                out[row] = (
+                    None if emotions is None else self.emotion_labels.decode(emotions[r]),
+                    None if tags is None else self.aspect_tags.spans(
+                        tags[r], bucket.offsets[r], texts[row]))
+        return out
+
     async def step(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [*STEP_IO["outputs"], *(f"{k}_out" for k in self.state_spec)]
         rows = len(inputs["embedding"])
@@ -177,6 +258,22 @@ class TritonScorer:
                                                      a.dtype)]) for n, a in inputs.items()}
         outs = [out[:rows] for out in await self._infer(self.head_model, inputs, names)]
         return {name.removesuffix("_out"): out for name, out in zip(names, outs, strict=True)}
+
+
+def parameters(model: str, config: dict, *keys: str) -> list[list[str]]:
+    """List parameters of a model's config.pbtxt: a JSON list, or comma-separated values."""
+    out = []
+    for k in keys:
+        try:
+            raw = config["parameters"][k]["string_value"].strip()
+        except (KeyError, TypeError) as exc:
+            raise ModelMismatch(f"{model}: config lacks parameter {k!r}") from exc
+        try:
+            value = json.loads(raw) if raw.startswith("[") else raw.split(",")
+        except ValueError as exc:
+            raise ModelMismatch(f"{model}: parameter {k!r} is not a list") from exc
+        out.append([str(v).strip() for v in value])
+    return out
 
 
 def step_state(name: str, meta: dict) -> dict[str, tuple[type, tuple[int, ...]]]:

@@ -8,14 +8,16 @@ because a turn needs the state its predecessor left.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from worker.enrich import alert_for, enrich
-from worker.infer import Scorer
+from worker.enrich import alert_explained, alert_for, enrich, with_explanation
+from worker.infer import Explanation, Scorer
 from worker.ingest import parse
 from worker.records import Alert, ConversationEnd, DeadLetter, EnrichedTurn, Rejection, Turn
 from worker.rules import AlertRules, apply_customer_score, turn_score
@@ -114,33 +116,62 @@ class TurnProcessor:
         turns = [t for plan in plans.values() for _, t in plan]
         if turns:
             texts = [t.text for t in turns]
-            embeddings = await self.scorer.encode(texts)
-            bows = self.scorer.bag_of_words.dense(texts)
-            row_of = {id(t): i for i, t in enumerate(turns)}
-            spec = self.scorer.state_spec
-            waves = max(len(p) for p in plans.values())
-            for w in range(waves):
-                wave = [(cid, plan[w][1]) for cid, plan in plans.items() if len(plan) > w]
-                rows = [row_of[id(t)] for _, t in wave]
-                inputs = {
-                    "embedding": embeddings[rows],
-                    "is_customer": np.array([[1.0 if t.is_customer else 0.0] for _, t in wave],
-                                            np.float32),
-                    "turn_bow": bows[rows],
-                    **{name: np.stack([states[cid].tensor(name, dtype, shape)
-                                       for cid, _ in wave])
-                       for name, (dtype, shape) in spec.items()}}
-                out = await self.scorer.step(inputs)
-                for i, (cid, turn) in enumerate(wave):
-                    self._apply(result, states[cid], turn,
-                                {h: out[h][i] for h in ("probs", "satisfaction", "sentiment")},
-                                self.scorer.bag_of_words.words(out["topic_words"][i]),
-                                {name: out[name][i] for name in spec})
+            encoded = await self.scorer.encode_turns(texts)
+            # the explaining models run while the step waves do (both read the one encoder pass)
+            explaining = (asyncio.ensure_future(self.scorer.explain(encoded, texts))
+                          if self.scorer.explains else None)
+            try:
+                rows = await self._waves(result, states, plans, turns, texts, encoded.embeddings)
+                if explaining is not None:
+                    self._attach(result, rows, await explaining)
+            finally:
+                if explaining is not None and not explaining.done():
+                    explaining.cancel()
+                    with contextlib.suppress(BaseException):
+                        await explaining
 
         for cid in ending:
             states[cid].end()
             result.ended += 1
         return result
+
+    async def _waves(self, result: BatchResult, states: dict[str, ConversationState],
+                     plans: dict[str, list[tuple[int, Turn]]], turns: list[Turn],
+                     texts: list[str], embeddings: np.ndarray) -> list[int]:
+        """The step model over the planned turns, wave by wave; returns, for each enriched
+        event appended, its turn's row in `turns`."""
+        event_rows: list[int] = []
+        bows = self.scorer.bag_of_words.dense(texts)
+        row_of = {id(t): i for i, t in enumerate(turns)}
+        spec = self.scorer.state_spec
+        waves = max(len(p) for p in plans.values())
+        for w in range(waves):
+            wave = [(cid, plan[w][1]) for cid, plan in plans.items() if len(plan) > w]
+            rows = [row_of[id(t)] for _, t in wave]
+            inputs = {
+                "embedding": embeddings[rows],
+                "is_customer": np.array([[1.0 if t.is_customer else 0.0] for _, t in wave],
+                                        np.float32),
+                "turn_bow": bows[rows],
+                **{name: np.stack([states[cid].tensor(name, dtype, shape) for cid, _ in wave])
+                   for name, (dtype, shape) in spec.items()}}
+            out = await self.scorer.step(inputs)
+            for i, (cid, turn) in enumerate(wave):
+                self._apply(result, states[cid], turn,
+                            {h: out[h][i] for h in ("probs", "satisfaction", "sentiment")},
+                            self.scorer.bag_of_words.words(out["topic_words"][i]),
+                            {name: out[name][i] for name in spec})
+                event_rows.append(rows[i])
+        return event_rows
+
+    @staticmethod
+    def _attach(result: BatchResult, event_rows: list[int],
+                explanations: list[Explanation]) -> None:
+        """Emotions and aspects into this batch's events, and the top ones into its alerts."""
+        for i, row in enumerate(event_rows):
+            result.enriched[i] = with_explanation(result.enriched[i], *explanations[row])
+        by_event = {e.event_id: e for e in result.enriched}
+        result.alerts = [alert_explained(a, by_event[a.event_id]) for a in result.alerts]
 
     def _apply(self, result: BatchResult, state: ConversationState, turn: Turn,
                heads: dict[str, np.ndarray], topic_words: list[str],

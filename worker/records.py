@@ -10,7 +10,9 @@ from typing import Any
 
 LEVELS = ("very_negative", "negative", "neutral", "positive", "very_positive")
 CLASSES = ("negative", "neutral", "positive")  # satisfaction and sentiment
-SCHEMA_VERSION = 2  # 2: satisfaction, sentiment, schema_version; score from both heads
+# 2: satisfaction, sentiment, schema_version; score from both heads. 3: emotions, aspects
+# (enriched turns), emotion, aspect (alerts); null where those models are not served
+SCHEMA_VERSION = 3
 # Fixed namespace: event ids are uuid5(namespace, "<conversation_id>/<turn_id>[/alert]").
 EVENT_NAMESPACE = uuid.UUID("5f0f2a64-3c1d-4c8e-9a55-0c6a4e1f7b21")
 
@@ -108,6 +110,10 @@ class EnrichedTurn:
     text: str | None = None
     channel: str | None = None
     tenant: str | None = None
+    # {"probs": label -> probability, "labels": above threshold}; SemEval-2018 E-c labels
+    emotions: dict[str, Any] | None = None
+    # [{"text", "start", "end", "polarity", "confidence"}]: offsets index `text` (code points)
+    aspects: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,3 +135,5 @@ class Alert:
     schema_version: int = SCHEMA_VERSION
     channel: str | None = None
     tenant: str | None = None
+    emotion: str | None = None  # the turn's top emotion, if any is above its threshold
+    aspect: str | None = None  # the turn's top aspect term (a negative one first)

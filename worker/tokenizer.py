@@ -21,6 +21,8 @@ class Bucket:
     rows: list[int]
     input_ids: np.ndarray  # int64 [n, L]
     attention_mask: np.ndarray  # int64 [n, L]
+    # per row: character offsets of each wordpiece ((0, 0) for [CLS], [SEP])
+    offsets: list[list[tuple[int, int]]]
 
 
 class TurnTokenizer:
@@ -47,7 +49,7 @@ class TurnTokenizer:
                 n = len(encodings[i].ids)
                 ids[r, :n] = encodings[i].ids
                 mask[r, :n] = 1
-            out.append(Bucket(rows, ids, mask))
+            out.append(Bucket(rows, ids, mask, [encodings[i].offsets for i in rows]))
         return out
 
 

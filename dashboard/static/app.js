@@ -98,6 +98,22 @@ function probs(label, p) {
     .join(" / ");
 }
 
+// the turn's text with its aspect terms marked; offsets count code points, as Array.from does
+function marked(text, aspects) {
+  const div = el("div", "text"), chars = Array.from(text);
+  let at = 0;
+  for (const a of [...aspects].sort((x, y) => x.start - y.start)) {
+    if (a.start < at || a.end > chars.length) continue;
+    div.append(document.createTextNode(chars.slice(at, a.start).join("")));
+    const m = el("mark", a.polarity, chars.slice(a.start, a.end).join(""));
+    m.title = `${a.polarity} aspect (${(a.confidence * 100).toFixed(0)}%)`;
+    div.append(m);
+    at = a.end;
+  }
+  div.append(document.createTextNode(chars.slice(at).join("")));
+  return div;
+}
+
 function turnItem(t) {
   const li = el("li", t.role);
   li.dataset.seq = t.seq;
@@ -106,7 +122,8 @@ function turnItem(t) {
     el("span", tone(t.score), `score ${fmt(t.score)}`),
     document.createTextNode(` · satisfaction ${t.satisfaction || "–"} · sentiment ` +
       `${t.sentiment || "–"} · level ${t.label}`));
-  li.append(head, el("div", "text", t.text === null ? "(text not echoed)" : t.text));
+  li.append(head, t.text === null ? el("div", "text", "(text not echoed)")
+    : marked(t.text, t.aspects || []));
   const extra = [];
   if (t.emotions && t.emotions.labels) extra.push(`emotions: ${t.emotions.labels.join(", ")}`);
   if (t.aspects && t.aspects.length) extra.push(

@@ -40,20 +40,24 @@ class TritonPythonModel:
                        for o in self.config["output"]}
 
     def execute(self, requests):
-        """Run compatible requests (same non-batch shapes) as one batch and split the result."""
-        arrays = []
+        """Run compatible requests (same non-batch shapes, same requested outputs) as one batch
+        and split the result. Only requested outputs are fetched: the encoder's token states
+        are large and only the explaining path asks for them."""
+        arrays, wanted = [], []
         for request in requests:
             arrays.append({n: pb_utils.get_input_tensor_by_name(request, n).as_numpy()
                            for n in self.inputs})
+            asked = set(request.requested_output_names())
+            wanted.append(tuple(n for n in self.outputs if n in asked) or tuple(self.outputs))
         groups = {}
         for idx, arr in enumerate(arrays):
-            key = tuple(arr[n].shape[1:] for n in self.inputs)
+            key = (tuple(arr[n].shape[1:] for n in self.inputs), wanted[idx])
             groups.setdefault(key, []).append(idx)
         responses = [None] * len(requests)
-        for idxs in groups.values():
+        for (_, outputs), idxs in groups.items():
             feed = {n: np.concatenate([arrays[i][n] for i in idxs]) for n in self.inputs}
             try:
-                results = self.session.run(self.outputs, feed)
+                results = self.session.run(list(outputs), feed)
             except Exception as exc:  # the input's fault: answer these requests with an error
                 for i in idxs:
                     responses[i] = pb_utils.InferenceResponse(
@@ -64,6 +68,6 @@ class TritonPythonModel:
                 n = arrays[i][self.inputs[0]].shape[0]
                 responses[i] = pb_utils.InferenceResponse(output_tensors=[
                     pb_utils.Tensor(name, res[start:start + n].astype(self.dtypes[name]))
-                    for name, res in zip(self.outputs, results, strict=True)])
+                    for name, res in zip(outputs, results, strict=True)])
                 start += n
         return responses

@@ -121,7 +121,7 @@ def test_later_schema_fields_show_in_turns_and_alerts():
     aspects = [{"text": "refund", "start": 9, "end": 15, "polarity": "negative",
                 "confidence": 0.8}]
     board.add_turn(turn("c", 0, -0.6, emotions=emotions, aspects=aspects))
-    doc = alert("c", 0) | {"emotions": emotions, "aspects": aspects}
+    doc = alert("c", 0) | {"emotion": "anger", "aspect": "refund"}
     shown = board.add_alert(doc)["alert"]
     assert (shown["emotion"], shown["aspect"]) == ("anger", "refund")
     assert board.detail("c")["turns"][0]["aspects"] == aspects

@@ -189,3 +189,52 @@ def test_no_topic_words_before_the_conversation_uses_a_vocabulary_word():
                        [msg(turn("w", 1, text="I want a refund"))]])
     assert r1.enriched[0].topic_words == []
     assert r2.enriched[0].topic_words[0] == "refund"
+
+
+def test_explained_events_and_alerts_name_emotion_and_aspect():
+    from tests.helpers import FakeExplainingScorer
+
+    scorer = FakeExplainingScorer()
+    batch = [msg(turn("x", 0, "customer", "hello, about the order")),
+             msg(turn("x", 1, "agent", "sure")),
+             msg(turn("x", 2, "customer", "this is awful, the refund never came")),
+             msg(turn("y", 0, "customer", "awful awful the app"))]
+    (result,), _ = run([batch], processor(scorer))
+    assert scorer.explain_calls == [4]  # one call for the whole micro-batch
+    by_turn = {(e.conversation_id, e.seq): e for e in result.enriched}
+    assert by_turn[("x", 0)].emotions["labels"] == []
+    assert by_turn[("x", 0)].aspects[0]["text"] == "order"
+    angry = by_turn[("x", 2)]
+    assert angry.emotions["labels"] == ["anger"]
+    (aspect,) = angry.aspects
+    assert angry.text[aspect["start"]:aspect["end"]] == "refund"
+    assert result.alerts, "an awful customer turn alerts"
+    for a in result.alerts:
+        assert (a.emotion, a.aspect) == ("anger", by_turn[(a.conversation_id, a.seq)]
+                                         .aspects[0]["text"])
+        validator("alert").validate(orjson.loads(orjson.dumps(a)))
+    for e in result.enriched:
+        validator("enriched_turn").validate(orjson.loads(orjson.dumps(e)))
+
+
+def test_without_explaining_models_the_fields_are_null():
+    (result,), _ = run([[msg(turn("z", 0, "customer", "awful"))]])
+    doc = orjson.loads(orjson.dumps(result.enriched[0]))
+    assert doc["emotions"] is None and doc["aspects"] is None
+    assert orjson.loads(orjson.dumps(result.alerts[0]))["emotion"] is None
+    validator("enriched_turn").validate(doc)
+
+
+def test_a_failed_explanation_fails_the_batch_for_a_retry():
+    from tests.helpers import FakeExplainingScorer
+
+    class Broken(FakeExplainingScorer):
+        async def explain(self, encoded, texts):
+            raise ConnectionError("triton away")
+
+    try:
+        run([[msg(turn("w", 0, "customer", "the thing"))]], processor(Broken()))
+    except ConnectionError:
+        pass
+    else:
+        raise AssertionError("the batch should fail so that it is retried")

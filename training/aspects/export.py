@@ -45,7 +45,7 @@ def config_pbtxt(about: dict, min_confidence: float = MIN_CONFIDENCE) -> str:
     return "\n".join([
         "# Aspect terms (training/aspects): a head over the served encoder's token states.",
         "# aspect_tags: per-wordpiece probabilities over `tags` (in that order); the worker turns",
-        "# them into spans with training.aspects.decode.spans(..., min_confidence).",
+        "# them into spans with worker.explain.AspectTags.spans (min_confidence: the floor).",
         "# Exported by `python -m training.aspects.export OUT_DIR`.",
         f'name: "{NAME}"', 'backend: "onnxruntime"', "max_batch_size: 128",
         block("input", INPUTS), block("output", OUTPUTS),
