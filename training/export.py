@@ -40,6 +40,7 @@ from training.data import (
 from training.encoder import embed_texts
 from training.model import HEADS, ChatModel, Encoder, Step, load
 from training.paths import MODEL_REPOSITORY, REPORTS, ROOT, minilm_dir
+from training.pbtxt import model_config
 
 CHECKPOINT = ROOT / "training/checkpoints/served.pt"
 STEP_NAME = "step"
@@ -76,24 +77,14 @@ def io_spec(model: ChatModel, vocab: int) -> tuple[dict, dict]:
 
 
 def config_pbtxt(inputs: dict, outputs: dict, vocabulary: list[str], about: dict) -> str:
-    def block(kind: str, spec: dict) -> str:
-        rows = [f'  {{ name: "{n}" data_type: {t} dims: [ {", ".join(map(str, d))} ] }}'
-                for n, (t, d) in spec.items()]
-        return f"{kind} [\n" + ",\n".join(rows) + "\n]"
-
-    vocab = json.dumps(json.dumps(vocabulary))  # a JSON list inside a protobuf string
-    info = json.dumps(json.dumps(about))
-    return "\n".join([
-        "# Served step (training/model.py Step + training/topics.py): one turn per row; GRU state",
-        "# h and the conversation's bag of words go in and come out (X -> X_out), so the model is",
-        "# stateless. probs = USS 5 levels; satisfaction and sentiment: 3 classes each",
-        "# (negative, neutral, positive), temperature-calibrated on validation.",
-        "# Exported by `python -m training.export`; parameter about: checkpoint and temperatures.",
-        f'name: "{STEP_NAME}"', 'backend: "onnxruntime"', "max_batch_size: 256",
-        block("input", inputs), block("output", outputs),
-        "dynamic_batching {\n  max_queue_delay_microseconds: 500\n}",
-        f'parameters {{\n  key: "vocabulary"\n  value: {{ string_value: {vocab} }}\n}}',
-        f'parameters {{\n  key: "about"\n  value: {{ string_value: {info} }}\n}}', ""])
+    return model_config(STEP_NAME, [
+        "Served step (training/model.py Step + training/topics.py): one turn per row; GRU state",
+        "h and the conversation's bag of words go in and come out (X -> X_out), so the model is",
+        "stateless. probs = USS 5 levels; satisfaction and sentiment: 3 classes each",
+        "(negative, neutral, positive), temperature-calibrated on validation.",
+        "Exported by `python -m training.export`; parameter about: checkpoint and temperatures."],
+        256, inputs, outputs,
+        {"vocabulary": json.dumps(vocabulary), "about": json.dumps(about)})
 
 
 def export_encoder(model: ChatModel, out: Path, opset: int = 17) -> None:

@@ -21,6 +21,7 @@ import torch
 from training.aspects import TAGS
 from training.aspects.head import Served, load
 from training.paths import ROOT
+from training.pbtxt import model_config
 
 CHECKPOINT = ROOT / "training/checkpoints/aspects.pt"
 NAME = "aspects"
@@ -33,26 +34,13 @@ OUTPUTS = {"aspect_tags": ("TYPE_FP32", [-1, len(TAGS)])}
 
 
 def config_pbtxt(about: dict, min_confidence: float = MIN_CONFIDENCE) -> str:
-    def block(kind: str, spec: dict) -> str:
-        rows = [f'  {{ name: "{n}" data_type: {t} dims: [ {", ".join(map(str, d))} ] }}'
-                for n, (t, d) in spec.items()]
-        return f"{kind} [\n" + ",\n".join(rows) + "\n]"
-
-    def param(key: str, value: str) -> str:
-        quoted = json.dumps(value)
-        return f'parameters {{\n  key: "{key}"\n  value: {{ string_value: {quoted} }}\n}}'
-
-    return "\n".join([
-        "# Aspect terms (training/aspects): a head over the served encoder's token states.",
-        "# aspect_tags: per-wordpiece probabilities over `tags` (in that order); the worker turns",
-        "# them into spans with worker.explain.AspectTags.spans (min_confidence: the floor).",
-        "# Exported by `python -m training.aspects.export OUT_DIR`.",
-        f'name: "{NAME}"', 'backend: "onnxruntime"', "max_batch_size: 128",
-        block("input", INPUTS), block("output", OUTPUTS),
-        "dynamic_batching {\n  max_queue_delay_microseconds: 500\n}",
-        param("tags", json.dumps(list(TAGS))),
-        param("min_confidence", str(min_confidence)),
-        param("about", json.dumps(about)), ""])
+    return model_config(NAME, [
+        "Aspect terms (training/aspects): a head over the served encoder's token states.",
+        "aspect_tags: per-wordpiece probabilities over `tags` (in that order); the worker turns",
+        "them into spans with worker.explain.AspectTags.spans (min_confidence: the floor).",
+        "Exported by `python -m training.aspects.export OUT_DIR`."], 128, INPUTS, OUTPUTS,
+        {"tags": json.dumps(list(TAGS)), "min_confidence": str(min_confidence),
+         "about": json.dumps(about)})
 
 
 def export(out_dir: Path, checkpoint: Path = CHECKPOINT, opset: int = 17) -> Path:

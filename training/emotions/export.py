@@ -21,6 +21,7 @@ import torch
 from training.emotions.data import LABELS
 from training.emotions.model import Datn, DatnConfig, Probabilities
 from training.paths import ROOT
+from training.pbtxt import model_config
 
 CHECKPOINT = ROOT / "training/checkpoints/emotions.pt"
 NAME = "emotions"
@@ -44,27 +45,15 @@ def load_checkpoint(path: Path = CHECKPOINT) -> tuple[Datn, dict]:
 
 
 def config_pbtxt(labels: list[str], thresholds: list[float], about: dict) -> str:
-    def param(key: str, value: str) -> str:
-        text = json.dumps(value)
-        return f'parameters {{\n  key: "{key}"\n  value: {{ string_value: {text} }}\n}}'
-
-    return "\n".join([
-        "# Served emotions (training/emotions/model.py, DATN-1 head over the served encoder's",
-        "# token states): 11 SemEval-2018 E-c labels, sigmoid probabilities; a label is on when",
-        "# its probability >= its threshold (tuned on dev, parameter thresholds, label order).",
-        "# Exported by training/emotions/export.py from training/checkpoints/emotions.pt.",
-        f'name: "{NAME}"', 'backend: "onnxruntime"', "max_batch_size: 128",
-        "input [",
-        f'  {{ name: "tokens" data_type: TYPE_FP32 dims: [ -1, {WIDTH} ] }},',
-        '  { name: "attention_mask" data_type: TYPE_INT64 dims: [ -1 ] }',
-        "]",
-        "output [",
-        f'  {{ name: "emotion_probs" data_type: TYPE_FP32 dims: [ {len(labels)} ] }}',
-        "]",
-        "dynamic_batching {\n  max_queue_delay_microseconds: 500\n}",
-        param("labels", ",".join(labels)),
-        param("thresholds", ",".join(f"{t:.2f}" for t in thresholds)),
-        param("about", json.dumps(about)), ""])
+    return model_config(NAME, [
+        "Served emotions (training/emotions/model.py, DATN-1 head over the served encoder's",
+        "token states): 11 SemEval-2018 E-c labels, sigmoid probabilities; a label is on when",
+        "its probability >= its threshold (tuned on dev, parameter thresholds, label order).",
+        "Exported by training/emotions/export.py from training/checkpoints/emotions.pt."], 128,
+        {"tokens": ("TYPE_FP32", [-1, WIDTH]), "attention_mask": ("TYPE_INT64", [-1])},
+        {"emotion_probs": ("TYPE_FP32", [len(labels)])},
+        {"labels": ",".join(labels), "thresholds": ",".join(f"{t:.2f}" for t in thresholds),
+         "about": json.dumps(about)})
 
 
 def export(out_dir: Path, checkpoint: Path = CHECKPOINT, opset: int = 17) -> Path:
