@@ -204,22 +204,18 @@ class TritonScorer:
         return [result.as_numpy(n)[:rows] for n in outputs]
 
     async def encode(self, texts: list[str]) -> np.ndarray:
-        """Sentence embeddings of `texts` in order: buckets of similar length, sent concurrently."""
-        buckets = self.tokenizer.buckets(texts, self.bucket_size, self.call_overhead_tokens)
-        results = await asyncio.gather(*(
-            self._infer(self.encoder_model,
-                        {"input_ids": b.input_ids, "attention_mask": b.attention_mask},
-                        ["embedding"]) for b in buckets))
-        out = np.empty((len(texts), results[0][0].shape[1]), dtype=np.float32)
-        for bucket, (emb,) in zip(buckets, results, strict=True):
-            out[bucket.rows] = emb
-        return out
+        """Sentence embeddings of `texts` in order (no token states)."""
+        return (await self._encode(texts, tokens=False)).embeddings
 
     async def encode_turns(self, texts: list[str]) -> Encoded:
         """As `encode`, keeping the buckets and, when explaining models are served, the token
         states of the same encoder call."""
+        return await self._encode(texts, tokens=self.explains)
+
+    async def _encode(self, texts: list[str], tokens: bool) -> Encoded:
+        """Buckets of similar length, sent concurrently; embeddings put back in `texts` order."""
         buckets = self.tokenizer.buckets(texts, self.bucket_size, self.call_overhead_tokens)
-        outputs = ["embedding", "tokens"] if self.explains else ["embedding"]
+        outputs = ["embedding", "tokens"] if tokens else ["embedding"]
         results = await asyncio.gather(*(
             self._infer(self.encoder_model,
                         {"input_ids": b.input_ids, "attention_mask": b.attention_mask},
@@ -227,7 +223,7 @@ class TritonScorer:
         out = np.empty((len(texts), results[0][0].shape[1]), dtype=np.float32)
         for bucket, res in zip(buckets, results, strict=True):
             out[bucket.rows] = res[0]
-        return Encoded(out, buckets, [res[1] for res in results] if self.explains else [])
+        return Encoded(out, buckets, [res[1] for res in results] if tokens else [])
 
     async def explain(self, encoded: Encoded, texts: list[str]) -> list[Explanation]:
         """Both explaining models on every bucket, all calls at once; decoded per turn."""
