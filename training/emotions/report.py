@@ -4,7 +4,6 @@ choose the served variant and write its checkpoint."""
 from __future__ import annotations
 
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from training.emotions import sets
 from training.emotions.data import LABELS
 from training.emotions.experiments import GLOVE_ROWS, RUNS, STATE_ROWS, evaluate_saved
 from training.emotions.model import Datn, DatnConfig
+from training.machine import machine
 from training.paths import REPORTS
 
 OUT = REPORTS / "emotions"
@@ -99,19 +99,6 @@ def write_served(name: str, best: dict) -> dict:
         cost = served_cost(X.export(Path(d)))
     return {**about, "checkpoint_bytes": X.CHECKPOINT.stat().st_size, "cpu_cost": cost,
             "thresholds": dict(zip(LABELS, thresholds, strict=True))}
-
-
-def machine() -> dict:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version(), "platform": platform.platform()}
 
 
 def build(command: str, wall_s: float) -> dict:
