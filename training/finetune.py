@@ -4,6 +4,7 @@ only the upper layers, the GRU and the heads run per step) and on a GPU when the
 
     python -m training.finetune --rows top2 --seeds 0 --save training/checkpoints
     python -m training.finetune --pack .gpu/pack.pt --rows top2,top3,... --seeds 0,1,2
+    python -m training.finetune --rows top2 --context-init training/checkpoints/context_generative.pt
 
 Rows (each trained from the base MiniLM, model selection on USS validation satisfaction
 macro-F1, test figures of the best epoch):
@@ -218,7 +219,8 @@ def evaluate(pred: dict, corpora: tuple[str, ...] = ("MWOZ", "SGD")) -> dict:
 
 
 def run(pack: dict, row: Row, seed: int, device: str, epochs: int = 4, max_utts: int = 192,
-        limit: int | None = None, save_dir: Path | None = None) -> dict:
+        limit: int | None = None, save_dir: Path | None = None,
+        context_init: Path | None = None) -> dict:
     t0 = time.time()
     random.seed(seed)
     np.random.seed(seed)
@@ -226,6 +228,8 @@ def run(pack: dict, row: Row, seed: int, device: str, epochs: int = 4, max_utts:
     model = ChatModel(ModelConfig(frozen_layers=row.frozen_layers),
                       BertConfig(**pack["bert_config"]))
     model.bert.load_state_dict(base_weights(pack["weights"]))
+    if context_init is not None:  # a pre-trained GRU (python -m training.pretraining)
+        model.gru.load_state_dict({k: v.float() for k, v in torch.load(context_init).items()})
     model.to(device)
     cache_dtype = torch.bfloat16 if device == "cuda" else torch.float16
 
@@ -287,7 +291,8 @@ def run(pack: dict, row: Row, seed: int, device: str, epochs: int = 4, max_utts:
               "threads": torch.get_num_threads(), "best_epoch": best[2],
               "valid_macro_f1": best[0], "history": history, "test": test,
               "cache_seconds": round(t_cache, 1), "train_minutes": round(
-                  (time.time() - t0) / 60, 2), "limit": limit}
+                  (time.time() - t0) / 60, 2), "limit": limit,
+              "context_init": None if context_init is None else context_init.name}
     if save_dir is not None:
         save_dir.mkdir(parents=True, exist_ok=True)
         save(save_dir / f"{row.name}-{seed}.pt", model.cpu(),
@@ -320,6 +325,8 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=None, help="dialogues per set (smoke runs)")
     p.add_argument("--budget-s", type=float, default=None, help="start no run after this")
     p.add_argument("--save", type=Path, default=None, help="checkpoint folder")
+    p.add_argument("--context-init", type=Path, default=None,
+                   help="start the GRU from a pre-trained one (training/checkpoints/context_*.pt)")
     p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".devstack/finetune")))
     args = p.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -340,7 +347,7 @@ def main() -> None:
             log("budget spent: stopping")
             break
         r = run(pack, replace(ROWS[name]), seed, device, args.epochs, limit=args.limit,
-                save_dir=args.save)
+                save_dir=args.save, context_init=args.context_init)
         results.append(r)
         path.write_text(json.dumps({"runs": results}, indent=1) + "\n")
         log(json.dumps({k: r[k] for k in ("row", "seed", "best_epoch", "train_minutes")}),

@@ -14,13 +14,17 @@ import json
 import time
 from pathlib import Path
 
+import torch
+
 from training.machine import machine
-from training.paths import REPORTS
+from training.paths import REPORTS, ROOT
 from training.pretraining import corpora, report
 from training.pretraining.train import finetune, pretrain
 
 ARMS = ("none", "tl_erc", "si_mtl", "tl_erc+si_mtl", "tl_erc_retrieval")
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
+CONTEXT_INIT = {o: ROOT / f"training/checkpoints/context_{o}.pt"
+                for o in ("generative", "retrieval")}
 
 
 def main() -> None:
@@ -52,6 +56,9 @@ def main() -> None:
         pre_texts = (sgd_train.texts or [], sgd_dev.texts or [])
         states[objective], pre_reports[objective] = pretrain(objective, sgd_train, sgd_dev,
                                                              pre_texts, epochs)
+    if not args.quick:  # the served model's training can start from them (finetune --context-init)
+        for objective, state in states.items():
+            torch.save({k: v.half() for k, v in state.items()}, CONTEXT_INIT[objective])
     init = {"none": None, "si_mtl": None, "tl_erc": states["generative"],
             "tl_erc+si_mtl": states["generative"], "tl_erc_retrieval": states["retrieval"]}
 

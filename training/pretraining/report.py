@@ -1,8 +1,14 @@
-"""Summary (mean +- std over seeds) and the markdown report of the pre-training study."""
+"""Summary (mean +- std over seeds) and the markdown report of the pre-training study.
+
+    python -m training.pretraining.report reports/pretraining.json   # rewrite summary and .md
+"""
 
 from __future__ import annotations
 
+import json
+import sys
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 
@@ -19,7 +25,8 @@ def summary(runs: list[dict]) -> list[dict]:
     for (dataset, fraction, arm), rs in cells.items():
         row = {"dataset": dataset, "fraction": fraction, "arm": arm, "seeds": len(rs),
                "best_epoch_mean": round(float(np.mean([r["best_epoch"] for r in rs])), 2),
-               "valid_mean": round(float(np.mean([r["valid_score"] for r in rs])), 2)}
+               "valid_mean": round(float(np.mean([r["valid_score"] for r in rs])), 2),
+               "valid_epoch1_mean": round(float(np.mean([r["valid_curve"][0] for r in rs])), 2)}
         for corpus, metric in METRICS[dataset]:
             v = [r["test"][corpus][metric] for r in rs]
             row[f"{corpus}_{metric}"] = {"mean": round(float(np.mean(v)), 2),
@@ -68,8 +75,9 @@ def markdown(r: dict) -> str:
         deltas = keys[:2] if dataset == "USS" else keys[:1]
         lines += [f"## {dataset} test, mean ± std over seeds", "",
                   "| fraction | arm | " + " | ".join(keys) + " | "
-                  + " | ".join(f"Δ {k} vs none" for k in deltas) + " | best epoch |",
-                  "|---" * (len(keys) + len(deltas) + 3) + "|"]
+                  + " | ".join(f"Δ {k} vs none" for k in deltas)
+                  + " | best epoch | valid after epoch 1 → best |",
+                  "|---" * (len(keys) + len(deltas) + 4) + "|"]
         by_frac: dict[float, dict[str, dict]] = defaultdict(dict)
         for x in rows:
             by_frac[x["fraction"]][x["arm"]] = x
@@ -79,6 +87,19 @@ def markdown(r: dict) -> str:
                 delta = " | ".join(_delta(arms, arm, k) if "none" in arms else ""
                                    for k in deltas)
                 lines.append(f"| {frac:.0%} | {arm} | " + " | ".join(_cell(x, k) for k in keys)
-                             + f" | {delta} | {x['best_epoch_mean']:.1f} |")
+                             + f" | {delta} | {x['best_epoch_mean']:.1f} | "
+                             f"{x['valid_epoch1_mean']:.1f} → {x['valid_mean']:.1f} |")
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    path = Path(sys.argv[1])
+    r = json.loads(path.read_text())
+    r["summary"] = summary(r["runs"])
+    path.write_text(json.dumps(r, indent=1) + "\n")
+    path.with_suffix(".md").write_text(markdown(r))
+
+
+if __name__ == "__main__":
+    main()
