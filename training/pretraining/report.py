@@ -90,13 +90,47 @@ def markdown(r: dict) -> str:
                              + f" | {delta} | {x['best_epoch_mean']:.1f} | "
                              f"{x['valid_epoch1_mean']:.1f} → {x['valid_mean']:.1f} |")
         lines.append("")
+    if served := r.get("served_configuration"):
+        lines += ["## The served configuration (upper 2 encoder layers fine-tuned, CPU, seed 0)",
+                  "", f"Command: `{served['command']}`.", "",
+                  "| GRU start | valid macro-F1 | MWOZ test macro-F1 | SGD test macro-F1 | "
+                  "MELD sentiment macro-F1 | best epoch | valid by epoch | minutes |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for x in served["runs"]:
+            curve = " → ".join(f"{h['valid_macro_f1']:.2f}" for h in x["history"])
+            lines.append(f"| {x['context_init'] or 'random (served recipe)'} | "
+                         f"{x['valid_macro_f1']:.2f} | {x['test']['MWOZ']['macro_f1']:.2f} | "
+                         f"{x['test']['SGD']['macro_f1']:.2f} | "
+                         f"{x['meld_sentiment_macro_f1']:.2f} | {x['best_epoch']} | {curve} | "
+                         f"{x['train_minutes']:.1f} |")
+        lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def served_configuration(reports: Path) -> dict | None:
+    """The served configuration (training.finetune top2, CPU) with the pre-trained GRU against
+    the same run from scratch (reports/served/finetune_cpu.json), where both exist."""
+    tl, base = reports / "pretraining_served/finetune.json", reports / "served/finetune_cpu.json"
+    if not (tl.exists() and base.exists()):
+        return None
+    pick = ("context_init", "seed", "best_epoch", "valid_macro_f1", "train_minutes", "history")
+    runs = [json.loads(tl.read_text())["runs"][-1], json.loads(base.read_text())["runs"][0]]
+    return {"command": "python -m training.finetune --rows top2 --seeds 0 --context-init "
+                       "training/checkpoints/context_generative.pt "
+                       "--out reports/pretraining_served",
+            "runs": [{**{k: r.get(k) for k in pick},
+                      "test": {c: {m: r["test"]["uss"][c][m] for m in ("accuracy", "macro_f1")}
+                               for c in ("MWOZ", "SGD")},
+                      "meld_sentiment_macro_f1": r["test"]["meld"]["sentiment"]["macro_f1"]}
+                     for r in runs]}
 
 
 def main() -> None:
     path = Path(sys.argv[1])
     r = json.loads(path.read_text())
     r["summary"] = summary(r["runs"])
+    if (served := served_configuration(path.parent)) is not None:
+        r["served_configuration"] = served
     path.write_text(json.dumps(r, indent=1) + "\n")
     path.with_suffix(".md").write_text(markdown(r))
 
