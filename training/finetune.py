@@ -4,7 +4,8 @@ only the upper layers, the GRU and the heads run per step) and on a GPU when the
 
     python -m training.finetune --rows top2 --seeds 0 --save training/checkpoints
     python -m training.finetune --pack .gpu/pack.pt --rows top2,top3,... --seeds 0,1,2
-    python -m training.finetune --rows top2 --context-init training/checkpoints/context_generative.pt
+    python -m training.finetune --rows top2 \
+        --context-init training/checkpoints/context_generative.pt
 
 Rows (each trained from the base MiniLM, model selection on USS validation satisfaction
 macro-F1, test figures of the best epoch):
