@@ -153,13 +153,17 @@ def batches(items: list[tuple[Data, int]], max_utts: int, rng: random.Random):
     return out
 
 
-def class_weights(sets: list[Data], head: str, classes: int) -> torch.Tensor:
-    """Square-root inverse class frequency, mean 1."""
-    ys = np.concatenate([data.s[head][list(data.utterances(d))].numpy()
-                         for data in sets for d in data.keep])
+def sqrt_inverse_frequency(ys: np.ndarray, classes: int) -> torch.Tensor:
+    """Class weights: square-root inverse class frequency of the labels >= 0, mean 1."""
     cnt = np.bincount(ys[ys >= 0], minlength=classes).astype(float)
     w = (cnt.sum() / np.maximum(cnt, 1)) ** 0.5
     return torch.tensor(w / w.mean(), dtype=torch.float32)
+
+
+def class_weights(sets: list[Data], head: str, classes: int) -> torch.Tensor:
+    ys = np.concatenate([data.s[head][list(data.utterances(d))].numpy()
+                         for data in sets for d in data.keep])
+    return sqrt_inverse_frequency(ys, classes)
 
 
 @torch.no_grad()

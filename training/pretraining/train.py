@@ -23,6 +23,7 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score
 from torch import nn
 
+from training.finetune import sqrt_inverse_frequency
 from training.pretraining.context import PAD, Context, Generative, Retrieval, Vocabulary
 from training.pretraining.corpora import MAX_SPEAKERS, Set
 
@@ -149,13 +150,6 @@ def pretrain(objective: str, train: Set, dev: Set, texts: tuple[list[str], list[
 
 # ---- fine-tuning --------------------------------------------------------------------------
 
-def class_weights(s: Set, head: str, classes: int) -> torch.Tensor:
-    y = s.labels[head]
-    cnt = np.bincount(y[y >= 0], minlength=classes).astype(float)
-    w = (cnt.sum() / np.maximum(cnt, 1)) ** 0.5
-    return torch.tensor(w / w.mean(), dtype=torch.float32)
-
-
 @torch.no_grad()
 def predict(model: Context, s: Set, heads: tuple[str, ...]) -> dict[str, np.ndarray]:
     model.eval()
@@ -213,7 +207,8 @@ def finetune(task: str, arm: str, train: Set, valid: Set, test: Set, seed: int,
     if pretrained is not None:
         model.gru.load_state_dict(pretrained)
     names = tuple(spec["heads"])
-    losses = {n: nn.CrossEntropyLoss(weight=class_weights(train, n, c), ignore_index=-1)
+    losses = {n: nn.CrossEntropyLoss(weight=sqrt_inverse_frequency(train.labels[n], c),
+                                     ignore_index=-1)
               for n, c in spec["heads"].items()}
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     rng = random.Random(seed)
