@@ -42,12 +42,16 @@ test: setup system-deps
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m pytest
 
-# the served model: fine-tune (CPU here, a GPU when present), export, evaluate (reports/)
+# the served model: fine-tune end to end (top2; CPU here, a GPU when present), then the GRU and
+# heads again with plain service requests over that encoder; export, evaluate (reports/)
 train: setup
 	$(BIN)/python -m training.topics
 	$(BIN)/python -m training.finetune --rows top2 --seeds 0 --save .devstack/finetune \
 	    --out .devstack/finetune
-	cp .devstack/finetune/top2-0.pt training/checkpoints/served.pt
+	cp .devstack/finetune/top2-0.pt training/checkpoints/top2.pt
+	$(BIN)/python -m training.finetune --rows step_reviews --seeds 0 --head-lr 2e-4 \
+	    --init training/checkpoints/top2.pt --save .devstack/finetune --out .devstack/finetune
+	cp .devstack/finetune/step_reviews-0.pt training/checkpoints/served.pt
 	$(BIN)/python -m training.export --force
 	$(BIN)/python -m training.evaluate
 

@@ -157,3 +157,27 @@ def load_goemotions(split: str, root: Path = SHARED_DATA) -> list[Dialogue]:
             if len(groups) == 1 and (label := groups.pop()) in SENTIMENTS:
                 items.append((text, label))
     return single_turns(f"goemotions-{split}", items)
+
+
+def load_service(split: str) -> list[Dialogue]:
+    """Service requests (training/service.py: CLINC150, Banking77) as one-turn customer
+    dialogues ("train", "valid", "test"): neutral, bar a few explicit complaints."""
+    from training import service
+
+    return single_turns(f"service-{split}", service.load(split))
+
+
+def load_review_sentences(split: str) -> list[Dialogue]:
+    """SemEval-2014/15 ABSA review sentences (laptops, restaurants: "Keys stick and I haven't
+    had it 45 days") whose aspect terms all share one polarity, with that polarity, as one-turn
+    dialogues ("train", "dev"). Product and service failures, told by customers."""
+    from training.aspects import absa
+
+    names = {"POS": "positive", "NEG": "negative", "NEU": "neutral"}
+    items = []
+    for dataset in absa.DATASETS:
+        for sentence in absa.load(dataset, split):
+            polarities = {p for _, _, p in absa.spans(sentence.tags)}
+            if len(polarities) == 1:
+                items.append((sentence.text, names[polarities.pop()]))
+    return single_turns(f"reviews-{split}", items)

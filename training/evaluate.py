@@ -40,6 +40,7 @@ from training.data import (
     load_goemotions,
     load_meld,
     load_semeval,
+    load_service,
     load_uss,
     uss_split,
 )
@@ -178,13 +179,28 @@ def sentiment_scores() -> dict:
     return out
 
 
+def request_alerts(level_threshold: float) -> dict:
+    """Held-out service requests (CLINC150 + Banking77 test, training/service.py), each a
+    one-turn conversation: the share of the plain ones whose turn score reaches the level alert
+    and that the sentiment head reads as neutral; the share of its few complaints alerted."""
+    dialogues = load_service("test")
+    outs = served_outputs(dialogues)
+    score = np.array([turn_score(o["satisfaction"][0], o["sentiment"][0]) for o in outs])
+    neutral = np.array([o["sentiment"][0].argmax() == 1 for o in outs])
+    plain = np.array([d.utterances[0].sentiment == "neutral" for d in dialogues])
+    alerted = score <= level_threshold
+    return {"n": int(plain.sum()), "level_alerted": round(float(alerted[plain].mean()), 4),
+            "sentiment_neutral": round(float(neutral[plain].mean()), 4),
+            "mean_score": round(float(score[plain].mean()), 4),
+            "complaints_n": int((~plain).sum()),
+            "complaints_alerted": round(float(alerted[~plain].mean()), 4)}
+
+
 def finetune_rows() -> dict:
     """Fine-tuning runs per row (mean ± std over seeds), GPU and CPU files side by side."""
     out = {}
-    for device in ("gpu", "cpu"):
-        path = REPORTS / "served" / f"finetune_{device}.json"
-        if not path.exists():
-            continue
+    for path in sorted((REPORTS / "served").glob("finetune_*.json")):
+        device = path.stem.rsplit("_", 1)[-1]  # finetune_gpu, finetune_cpu, finetune_step_cpu
         runs = json.loads(path.read_text())["runs"]
         for row in sorted({r["row"] for r in runs}):
             mine = [r for r in runs if r["row"] == row]
@@ -200,6 +216,9 @@ def finetune_rows() -> dict:
             for s in ("meld", "semeval", "goemotions"):
                 cell[f"{s}_sentiment_macro_f1"] = round(float(np.mean(
                     [r["test"][s]["sentiment"]["macro_f1"] for r in mine])), 2)
+            if all("service" in r["test"] for r in mine):
+                cell["service_requests_alarmed"] = round(float(np.mean(
+                    [r["test"]["service"]["alarm_share"] for r in mine])), 4)
             out[f"{row}@{device}"] = cell
     return out
 
@@ -236,7 +255,8 @@ def main() -> None:
     print("thresholds", best, flush=True)
     result = {"uss_test": uss_test, "calibration": {"heads": {
                   k: v for k, v in ece_rows().items() if isinstance(v, dict)}},
-              "sentiment_test": sentiment_scores(), "alert_thresholds_valid": best}
+              "sentiment_test": sentiment_scores(), "alert_thresholds_valid": best,
+              "service_requests_test": request_alerts(best["level_threshold"])}
     rows = finetune_rows()
     result["finetune"] = rows
     result["cross_domain"] = cross_domain(rows)
@@ -416,6 +436,12 @@ def markdown(r: dict) -> str:
             lines += ["", "Check-set errors (complaints not alerted, neutral requests alerted):",
                       ""]
             lines += [f"- {i['id']} ({i['kind']}, score {i['score']:+.2f})" for i in missed]
+        q = r.get("service_requests_test")
+        if q:
+            lines += ["", f"Held-out plain service requests (CLINC150 + Banking77 test, "
+                      f"training/service.py; n = {q['n']}), each a one-turn conversation: "
+                      f"{pct(q['level_alerted'])} reach the level alert, the sentiment head "
+                      f"reads {pct(q['sentiment_neutral'])} as neutral."]
         t = rep["topic_words_final"]
         lines += ["", f"Topic words: {t['unique_sets']} different final sets over "
                   f"{t['conversations']} test conversations; distinct_share "
@@ -423,15 +449,16 @@ def markdown(r: dict) -> str:
                   f"{t['most_common_count']} conversations)."]
     lines += ["", "## Fine-tuning rows (test, mean ± std over seeds)", "",
               "| row | device | seeds | minutes | MWOZ macro-F1 | SGD macro-F1 | MWOZ neg F1 | "
-              "SGD neg F1 | MELD / SemEval / GoEmotions sentiment macro-F1 |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "SGD neg F1 | MELD / SemEval / GoEmotions sentiment macro-F1 | service "
+              "requests alarmed |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, c in r["finetune"].items():
         lines.append(
             f"| {name} | {c['device']} | {len(c['seeds'])} | {c['train_minutes']} | "
             f"{c['MWOZ_macro_f1'][0]} ± {c['MWOZ_macro_f1'][1]} | "
             f"{c['SGD_macro_f1'][0]} ± {c['SGD_macro_f1'][1]} | {c['MWOZ_neg_f1'][0]} | "
             f"{c['SGD_neg_f1'][0]} | {c['meld_sentiment_macro_f1']} / "
-            f"{c['semeval_sentiment_macro_f1']} / {c['goemotions_sentiment_macro_f1']} |")
+            f"{c['semeval_sentiment_macro_f1']} / {c['goemotions_sentiment_macro_f1']} | "
+            f"{pct(c.get('service_requests_alarmed'))} |")
     lines += ["", "## Cross-domain (train on one USS corpus, test on the other)", "",
               "| direction | in-domain macro-F1 | cross-domain macro-F1 | drop |",
               "|---|---|---|---|"]

@@ -10,8 +10,8 @@ step     one turn per row: GRU state h and the conversation's bag of words go in
          (X -> X_out); calibrated probabilities of the three heads and the ids of the topic
          words (training/topics.py); the vocabulary travels in config.pbtxt
 Calibration: a temperature per head, fitted on validation (USS valid for satisfaction and
-levels; MELD dev + SemEval dev + GoEmotions dev for sentiment); expected calibration error
-before and after goes to reports/served/calibration.json.
+levels; MELD dev + SemEval dev + GoEmotions dev + service requests valid for sentiment);
+expected calibration error before and after goes to reports/served/calibration.json.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from training.data import (
     load_goemotions,
     load_meld,
     load_semeval,
+    load_service,
     load_uss,
     uss_split,
 )
@@ -192,7 +193,7 @@ def validation_sets() -> dict[str, list[Dialogue]]:
         ds = load_uss(corpus)
         uss += [ds[i] for i in uss_split(corpus)["valid"]]
     return {"uss": uss, "sentiment": load_meld("dev") + load_semeval("dev")
-            + load_goemotions("dev")}
+            + load_goemotions("dev") + load_service("valid")}
 
 
 def calibrate(model: ChatModel, encoder_onnx: Path) -> tuple[dict[str, float], dict]:

@@ -5,7 +5,9 @@ MiniLM weights, the word embeddings cut to the token ids the data uses.
 
 `training.finetune` trains from a pack, so a GPU machine needs torch and transformers only.
 Sets: uss_{train,valid,test} (MWOZ + SGD, the published split, corpus per dialogue),
-meld_{train,dev,test}, semeval_{train,dev,test}, goemotions_{train,dev,test}.
+meld_{train,dev,test}, semeval_{train,dev,test}, goemotions_{train,dev,test},
+service_{train,valid,test} (requests: training/service.py), reviews_{train,dev} (ABSA
+sentences with one polarity).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from training.data import (
     head_label,
     load_goemotions,
     load_meld,
+    load_review_sentences,
     load_semeval,
+    load_service,
     load_uss,
     uss_split,
 )
@@ -34,9 +38,10 @@ from training.paths import minilm_dir
 MAX_TOKENS = 128  # as the worker (CHAT_MAX_TOKENS)
 
 
-def labelled_sets(goemotions_train: int = 12000, seed: int = 0) -> dict[str, list[tuple]]:
-    """name -> [(corpus, dialogue)]. GoEmotions train is sampled (it is large and only teaches
-    explicit sentiment)."""
+def labelled_sets(goemotions_train: int = 12000, service_train: int = 4000,
+                  seed: int = 0) -> dict[str, list[tuple]]:
+    """name -> [(corpus, dialogue)]. GoEmotions and service-request train are sampled (large,
+    and each teaches one thing: explicit sentiment, plain requests)."""
     sets: dict[str, list[tuple]] = {f"uss_{p}": [] for p in ("train", "valid", "test")}
     for corpus in USS_CORPORA:
         dialogues = load_uss(corpus)
@@ -49,6 +54,13 @@ def labelled_sets(goemotions_train: int = 12000, seed: int = 0) -> dict[str, lis
         if split == "train":
             go = random.Random(seed).sample(go, min(goemotions_train, len(go)))
         sets[f"goemotions_{split}"] = [("GoEmotions", d) for d in go]
+    for split in ("train", "valid", "test"):
+        svc = load_service(split)
+        if split == "train":
+            svc = random.Random(seed).sample(svc, min(service_train, len(svc)))
+        sets[f"service_{split}"] = [("Service", d) for d in svc]
+    for split in ("train", "dev"):
+        sets[f"reviews_{split}"] = [("Reviews", d) for d in load_review_sentences(split)]
     return sets
 
 

@@ -14,7 +14,7 @@ class AlertRules:
     # defaults: "chosen" in reports/alert_thresholds.json (python -m training.evaluate, on USS
     # validation: precision >= 0.6 at the highest recall)
     level_threshold: float = -0.3  # a customer turn at or below this score alerts
-    negative_threshold: float = -0.1  # a customer turn at or below this counts as negative
+    negative_threshold: float = -0.2  # a customer turn at or below this counts as negative
     streak: int = 3  # this many negative customer turns in a row alert
     drop: float = 0.5  # a fall of this much below the running score alerts
     cooldown_turns: int = 3  # customer turns after an alert during which no new alert is raised

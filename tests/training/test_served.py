@@ -20,6 +20,7 @@ from worker.bow import BagOfWords
 from worker.tokenizer import TurnTokenizer, default_tokenizer_path
 
 CHECKPOINT = ROOT / "training/checkpoints/served.pt"
+TOP2 = ROOT / "training/checkpoints/top2.pt"  # end to end fine-tuned: the step rows' start
 ONNX_TYPES = {onnx.TensorProto.FLOAT: "TYPE_FP32", onnx.TensorProto.INT64: "TYPE_INT64"}
 
 
@@ -125,7 +126,8 @@ def test_fine_tuning_runs_on_a_slice_and_trains_only_the_upper_layers(tmp_path):
     result = run(pack, ROWS["top2"], seed=0, device="cpu", epochs=1, limit=4,
                  save_dir=tmp_path)
     assert result["best_epoch"] == 1 and set(result["test"]) == {
-        "uss", "meld", "semeval", "goemotions"}
+        "uss", "meld", "semeval", "goemotions", "service"}
+    assert 0 <= result["test"]["service"]["alarm_share"] <= 1
     assert 0 <= result["test"]["meld"]["sentiment"]["macro_f1"] <= 100
     from transformers import BertModel
 
@@ -138,6 +140,47 @@ def test_fine_tuning_runs_on_a_slice_and_trains_only_the_upper_layers(tmp_path):
     key = f"encoder.layer.{frozen}.output.dense.weight"
     assert not torch.equal(saved["state"][f"bert.{key}"], base[key])  # and they did train
     assert {"gru.weight_ih_l0", "heads.satisfaction.weight"} <= set(saved["state"])
+
+
+def test_step_rows_start_from_the_served_checkpoint_and_train_only_gru_and_heads(tmp_path):
+    from training.finetune import ROWS, run
+    from training.pack import build
+
+    pack = build(goemotions_train=50, service_train=50)
+    svc = pack["sets"]["service_train"]
+    assert set(svc["sentiment"].tolist()) <= {0, 1} and (svc["satisfaction"] == -1).all()
+    result = run(pack, ROWS["step_reviews"], seed=0, device="cpu", epochs=1, limit=4,
+                 save_dir=tmp_path, init=TOP2)
+    assert result["history"][0]["epoch"] == 0  # the init, measured before any step
+    assert 0 <= result["history"][1]["service_valid"]["alarm_share"] <= 1
+    assert 0 <= result["history"][1]["complaints_valid_alarmed"] <= 1
+    init = torch.load(TOP2, weights_only=False)["state"]
+    saved = torch.load(tmp_path / "step_reviews-0.pt", weights_only=False)
+    assert saved["config"]["frozen_layers"] == 4  # the served encoder layers travel along
+    for k, v in init.items():
+        same = torch.equal(saved["state"][k].float(), v.float())
+        assert same == k.startswith("bert."), k  # encoder kept, GRU and heads trained
+
+
+def test_served_encoder_is_top2s_so_the_token_heads_stay_valid():
+    # emotions and aspects were trained on top2's token states; the served step reuses them
+    top2 = torch.load(TOP2, weights_only=False)["state"]
+    served = torch.load(CHECKPOINT, weights_only=False)["state"]
+    enc = [k for k in top2 if k.startswith("bert.")]
+    assert enc and all(torch.equal(served[k].float(), top2[k].float()) for k in enc)
+    assert not torch.equal(served["gru.weight_hh_l0"].float(), top2["gru.weight_hh_l0"].float())
+
+
+def test_service_requests_are_neutral_held_out_and_complaints_are_negative():
+    from training import service
+
+    rows = {s: service.load(s) for s in service.SPLITS}
+    assert min(len(r) for r in rows.values()) > 2000
+    for t, label in (r for rs in rows.values() for r in rs):
+        assert label == ("negative" if service.EXPLICIT.search(t) else "neutral"), t
+    assert sum(label == "negative" for _, label in rows["train"]) < 0.01 * len(rows["train"])
+    train, test = {t for t, _ in rows["train"]}, {t for t, _ in rows["test"]}
+    assert len(train & test) < 0.01 * len(test)
 
 
 def test_temperature_scaling_recovers_a_known_temperature():
