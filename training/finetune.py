@@ -237,9 +237,9 @@ def request_alarms(model: ChatModel, *sets: Data, chunk: int = 512) -> dict:
     alarmed, y_ = np.array(scores) <= level, np.array(labels)
     out = {"n": int((y_ == 1).sum()), "alarm_share": round(float(alarmed[y_ == 1].mean()), 4),
            "neutral_share": round(float(np.mean(np.array(neutral)[y_ == 1])), 4)}
-    if (y_ == 0).any():
-        out["negative_n"] = int((y_ == 0).sum())
-        out["negative_alarm_share"] = round(float(alarmed[y_ == 0].mean()), 4)
+    out["negative_n"] = int((y_ == 0).sum())
+    out["negative_alarm_share"] = (round(float(alarmed[y_ == 0].mean()), 4)
+                                   if (y_ == 0).any() else None)
     return out
 
 

@@ -82,12 +82,12 @@ def encode_set(items: list[tuple[str, Dialogue]], tok: Tokenizer) -> dict:
     }
 
 
-def build(half: bool = False, goemotions_train: int = 12000) -> dict:
+def build(half: bool = False, goemotions_train: int = 12000, service_train: int = 4000) -> dict:
     tok = Tokenizer.from_file(str(minilm_dir() / "tokenizer.json"))
     tok.enable_truncation(max_length=MAX_TOKENS)
     tok.no_padding()
     sets = {name: encode_set(items, tok)
-            for name, items in labelled_sets(goemotions_train).items()}
+            for name, items in labelled_sets(goemotions_train, service_train).items()}
     used = torch.unique(torch.cat([s["tokens"] for s in sets.values()]).long())
     remap = torch.full((tok.get_vocab_size(),), -1, dtype=torch.long)
     remap[used] = torch.arange(len(used))
