@@ -285,7 +285,7 @@ def run(pack: dict, row: Row, seed: int, device: str, epochs: int = 4, max_utts:
                       BertConfig(**pack["bert_config"]))
     model.bert.load_state_dict(base_weights(pack["weights"]))
     init_cfg = None
-    if row.from_init:  # the served checkpoint's trained layers, GRU and heads
+    if row.from_init:  # top2's trained encoder layers, GRU and heads
         ckpt = torch.load(init, map_location="cpu", weights_only=False)
         init_cfg = ckpt["config"]
         _, unexpected = model.load_state_dict(
