@@ -52,11 +52,24 @@ def assert_same_scores(reference: dict, events: dict) -> None:
             assert e["score"] == pytest.approx(reference[key][0]["score"], abs=1e-4), key
 
 
+def same(a, b) -> bool:
+    """Equal, floats within 1e-5: a redelivered turn is re-scored in another micro-batch, and
+    ONNX Runtime's sums over a differently shaped batch move outputs by ~1e-7, which can flip
+    the 6th decimal the worker rounds to. Applying a turn twice moves them far more."""
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, int | float) and isinstance(b, int | float) and abs(a - b) <= 1e-5
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
 def assert_identical_duplicates(events: dict) -> None:
-    """A turn may have its event more than once (at-least-once) only with identical content."""
+    """A turn may have its event more than once (at-least-once) only with the same content."""
     for key, evs in events.items():
         for e in evs[1:]:
-            differ = {k: (v, e.get(k)) for k, v in evs[0].items() if e.get(k) != v}
+            differ = {k: (v, e.get(k)) for k, v in evs[0].items() if not same(e.get(k), v)}
             assert not differ, (key, differ)
 
 
