@@ -12,6 +12,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from training import service
+from training.aspects import absa
 from training.paths import SHARED_DATA
 
 USS_CORPORA = ("MWOZ", "SGD")
@@ -162,8 +164,6 @@ def load_goemotions(split: str, root: Path = SHARED_DATA) -> list[Dialogue]:
 def load_service(split: str) -> list[Dialogue]:
     """Service requests (training/service.py: CLINC150, Banking77) as one-turn customer
     dialogues ("train", "valid", "test"): neutral, bar a few explicit complaints."""
-    from training import service
-
     return single_turns(f"service-{split}", service.load(split))
 
 
@@ -171,8 +171,6 @@ def load_review_sentences(split: str) -> list[Dialogue]:
     """SemEval-2014/15 ABSA review sentences (laptops, restaurants: "Keys stick and I haven't
     had it 45 days") whose aspect terms all share one polarity, with that polarity, as one-turn
     dialogues ("train", "dev"). Product and service failures, told by customers."""
-    from training.aspects import absa
-
     names = {"POS": "positive", "NEG": "negative", "NEU": "neutral"}
     items = []
     for dataset in absa.DATASETS:

@@ -326,12 +326,26 @@ def run(pack: dict, row: Row, seed: int, device: str, epochs: int = 4, max_utts:
         opt, lambda s: min(1.0, s / max(1, 0.1 * steps)) * max(0.0, (steps - s) / steps))
     best = (-1.0, None, 0)
     history = []
+
+    def measure(epoch: int) -> dict:
+        """USS validation, held-out requests alerted and negative dev texts alerted."""
+        pred = predict(model, valid)
+        figures = {"epoch": epoch,
+                   "valid_macro_f1": satisfaction_metrics(*_pooled(pred))["macro_f1"],
+                   "service_valid": request_alarms(model, requests),
+                   "complaints_valid_alarmed": request_alarms(
+                       model, *complaints)["negative_alarm_share"],
+                   "seconds": round(time.time() - t0, 1)}
+        per_corpus = {c: m["macro_f1"] for c, m in evaluate(pred, row.corpora).items()
+                      if c != "sentiment"}
+        log(f"{row.name} seed {seed} epoch {epoch}: valid satisfaction macro-F1 "
+            f"{figures['valid_macro_f1']} {per_corpus} requests alarmed "
+            f"{figures['service_valid']['alarm_share']}, negative dev texts alarmed "
+            f"{figures['complaints_valid_alarmed']}")
+        return figures
+
     if row.from_init:  # where the init stands before any step
-        history.append({"epoch": 0, "valid_macro_f1": satisfaction_metrics(
-            *_pooled(predict(model, valid)))["macro_f1"], "service_valid": request_alarms(
-                model, requests), "complaints_valid": request_alarms(model, *complaints),
-            "seconds": round(time.time() - t0, 1)})
-        log(f"{row.name} init: {history[0]}")
+        history.append(measure(0))
     for epoch in range(1, epochs + 1):
         model.train()
         for data_, ds in batches(list(items), max_utts, rng):
@@ -345,18 +359,10 @@ def run(pack: dict, row: Row, seed: int, device: str, epochs: int = 4, max_utts:
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
-        v = evaluate(predict(model, valid), row.corpora)
-        pooled = satisfaction_metrics(*_pooled(predict(model, valid)))["macro_f1"]
-        alarms = request_alarms(model, requests)
-        caught = request_alarms(model, *complaints)["negative_alarm_share"]
-        history.append({"epoch": epoch, "valid_macro_f1": pooled, "service_valid": alarms,
-                        "complaints_valid_alarmed": caught,
-                        "seconds": round(time.time() - t0, 1)})
-        log(f"{row.name} seed {seed} epoch {epoch}: valid satisfaction macro-F1 {pooled} "
-            f"{ {c: m['macro_f1'] for c, m in v.items() if c != 'sentiment'} } "
-            f"requests alarmed {alarms['alarm_share']}, negative dev texts alarmed {caught}")
-        cap = row.max_request_alarms
-        if (cap is None or alarms["alarm_share"] <= cap) and pooled > best[0]:
+        figures = measure(epoch)
+        history.append(figures)
+        pooled, cap = figures["valid_macro_f1"], row.max_request_alarms
+        if (cap is None or figures["service_valid"]["alarm_share"] <= cap) and pooled > best[0]:
             best = (pooled, copy.deepcopy({k: v.detach().cpu() for k, v in
                                            model.state_dict().items()}), epoch)
     if best[1] is None:  # no epoch kept the requests under the limit: the last one serves

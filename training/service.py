@@ -45,10 +45,8 @@ def build(clinc: Path, domains: Path, banking77: Path, seed: int = 0) -> dict:
     keep = {i for d in CLINC_DOMAINS for i in json.loads(domains.read_text())[d]}
     out: dict[str, list[dict]] = {s: [] for s in SPLITS}
     for ours, theirs in zip(SPLITS, ("train", "val", "test"), strict=True):
-        out[ours] += [{"text": t, "intent": i, "source": "clinc150"}
+        out[ours] += [{"text": t, "intent": i, "source": "clinc150", "label": "neutral"}
                       for t, i in data[theirs] if i in keep]
-    for r in (r for rs in out.values() for r in rs):
-        r["label"] = "neutral"
     for part in ("train", "test"):
         with open(banking77 / f"{part}.csv", encoding="utf-8", newline="") as f:
             kept = [{"text": r["text"].strip(), "intent": r["category"], "source": "banking77",
