@@ -55,10 +55,15 @@ CHECK_SET = ROOT / "training" / "check_set.json"
 MIN_PRECISION = 0.6
 
 
-def vocabulary(repo: Path = MODEL_REPOSITORY, name: str = "step") -> list[str]:
-    cfg = text_format.Parse((repo / name / "config.pbtxt").read_text(),
+def step_parameter(key: str, repo: Path = MODEL_REPOSITORY):
+    """A JSON parameter of the exported step model's config ("vocabulary", "about")."""
+    cfg = text_format.Parse((repo / "step" / "config.pbtxt").read_text(),
                             model_config_pb2.ModelConfig())
-    return json.loads(cfg.parameters["vocabulary"].string_value)
+    return json.loads(cfg.parameters[key].string_value)
+
+
+def vocabulary(repo: Path = MODEL_REPOSITORY) -> list[str]:
+    return step_parameter("vocabulary", repo)
 
 
 def served_outputs(dialogues: list[Dialogue], repo: Path = MODEL_REPOSITORY) -> list[dict]:
@@ -179,12 +184,12 @@ def sentiment_scores() -> dict:
     return out
 
 
-def request_alerts(level_threshold: float) -> dict:
+def request_alerts(level_threshold: float, repo: Path = MODEL_REPOSITORY) -> dict:
     """Held-out service requests (CLINC150 + Banking77 test, training/service.py), each a
     one-turn conversation: the share of the plain ones whose turn score reaches the level alert
     and that the sentiment head reads as neutral; the share of its few complaints alerted."""
     dialogues = load_service("test")
-    outs = served_outputs(dialogues)
+    outs = served_outputs(dialogues, repo)
     score = np.array([turn_score(o["satisfaction"][0], o["sentiment"][0]) for o in outs])
     neutral = np.array([o["sentiment"][0].argmax() == 1 for o in outs])
     plain = np.array([d.utterances[0].sentiment == "neutral" for d in dialogues])
@@ -240,8 +245,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--skip-replay", action="store_true", help="no worker replay (quick look)")
+    p.add_argument("--requests-only", type=Path, default=None, metavar="OUT",
+                   help="only the held-out service requests, at levels -0.2 and -0.3, to OUT")
+    p.add_argument("--repo", type=Path, default=MODEL_REPOSITORY, help="with --requests-only")
     args = p.parse_args()
     t0 = time.time()
+    if args.requests_only is not None:
+        args.requests_only.write_text(json.dumps({
+            "command": f"python -m training.evaluate --requests-only {args.requests_only} "
+                       f"--repo {args.repo}", "step": step_parameter("about", args.repo),
+            "levels": {str(lv): request_alerts(lv, args.repo) for lv in (-0.2, -0.3)}},
+            indent=1) + "\n")
+        return
     split = {part: {c: [load_uss(c)[i] for i in uss_split(c)[part]] for c in USS_CORPORA}
              for part in ("valid", "test")}
     outs = {part: {c: served_outputs(ds) for c, ds in by.items()} for part, by in split.items()}
@@ -280,9 +295,7 @@ def main() -> None:
 
 def headline(r: dict) -> dict:
     """The issue's summary keys (fractions 0-1, F1 and accuracy in %)."""
-    about = json.loads(text_format.Parse(
-        (MODEL_REPOSITORY / "step/config.pbtxt").read_text(),
-        model_config_pb2.ModelConfig()).parameters["about"].string_value)
+    about = step_parameter("about")
     cpu = REPORTS / "served" / "finetune_cpu.json"
     out = {"encoder": {"fine_tuned": True, "device": "gpu" if about.get("device", "cpu") != "cpu"
                        else "cpu", "device_name": about.get("device"),
