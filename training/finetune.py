@@ -24,6 +24,8 @@ macro-F1, test figures of the best epoch):
                select only epochs under which at most 5 % of the held-out requests would alert
   step_reviews step_service_sat, plus ABSA review sentences with their polarity (product and
                service failures as customers tell them: in-domain negatives)
+  step_reviews_x3, step_reviews_x6  step_reviews with the review sentences seen 3 or 6 times an
+               epoch (the in-domain negatives weigh more against the neutral mass)
 Writes OUT/finetune.json (rewritten after every run) and, with --save, a checkpoint per run.
 """
 
@@ -62,6 +64,7 @@ class Row:
     # raise the level alert (the issue's bar for neutral requests); None: USS validation alone
     max_request_alarms: float | None = None
     service_satisfaction: bool = False  # service requests are also satisfaction-neutral
+    repeat: tuple[tuple[str, int], ...] = ()  # (train set, times it is seen an epoch)
 
 
 ROWS = {r.name: r for r in (
@@ -80,6 +83,10 @@ ROWS = {r.name: r for r in (
     Row("step_reviews", frozen_layers=6,
         train=("uss_train", *AUX, "service_train", "reviews_train"), from_init=True,
         service_satisfaction=True, max_request_alarms=0.05),
+    *(Row(f"step_reviews_x{k}", frozen_layers=6,
+          train=("uss_train", *AUX, "service_train", "reviews_train"), from_init=True,
+          service_satisfaction=True, max_request_alarms=0.05, repeat=(("reviews_train", k),))
+      for k in (3, 6)),
 )}
 FROZEN_CACHE: dict[tuple[str, str], dict] = {}  # (init, set) -> cached encoder outputs
 EVAL_SETS = ("uss_test", "meld_test", "semeval_test", "goemotions_test", "service_test")
@@ -320,7 +327,9 @@ def run(pack: dict, row: Row, seed: int, device: str, epochs: int = 4, max_utts:
     groups = [{"params": enc, "lr": 5e-5}, {"params": head, "lr": head_lr}]
     opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=0.01)
     rng = random.Random(seed)
-    items = [(d, i) for d in train for i in d.keep]
+    times = dict(row.repeat)
+    items = [(d, i) for n, d in zip(row.train, train, strict=True)
+             for _ in range(times.get(n, 1)) for i in d.keep]
     steps = epochs * len(batches(list(items), max_utts, random.Random(0)))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, s / max(1, 0.1 * steps)) * max(0.0, (steps - s) / steps))

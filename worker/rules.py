@@ -12,11 +12,11 @@ from worker.state import ConversationState
 @dataclass(frozen=True)
 class AlertRules:
     # defaults: "chosen" in reports/alert_thresholds.json (python -m training.evaluate, on USS
-    # validation: precision >= 0.6 at the highest recall)
-    level_threshold: float = -0.3  # a customer turn at or below this score alerts
+    # validation: the precision's one-sided 95 % lower bound >= 0.6, then the highest recall)
+    level_threshold: float = -0.4  # a customer turn at or below this score alerts
     negative_threshold: float = -0.2  # a customer turn at or below this counts as negative
     streak: int = 3  # this many negative customer turns in a row alert
-    drop: float = 0.5  # a fall of this much below the running score alerts
+    drop: float = 9.0  # a fall of this much below the running score alerts (9: off)
     cooldown_turns: int = 3  # customer turns after an alert during which no new alert is raised
     ewma_alpha: float = 0.4  # weight of the newest turn in the running score
     trend_window: int = 5  # customer turns the trend slope is fitted on

@@ -193,6 +193,20 @@ def test_temperature_scaling_recovers_a_known_temperature():
     assert ece(softmax(overconfident / t), y) < ece(softmax(overconfident), y)
 
 
+def test_alert_rule_holds_the_precisions_lower_bound_not_its_point_estimate():
+    from training.evaluate import precision_lower_bound
+
+    def wilson(k: int, n: int, z: float = 1.6448536) -> float:  # one-sided 95 %, by hand
+        p = k / n
+        half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+        return (p + z * z / (2 * n) - half) / (1 + z * z / n)
+
+    assert precision_lower_bound(168, 273) == pytest.approx(wilson(168, 273), abs=1e-6)
+    assert precision_lower_bound(168, 273) < 0.6 < 168 / 273  # valid 0.615 does not pass
+    assert precision_lower_bound(1340, 2000) > 0.65  # the same evidence, more of it, does
+    assert precision_lower_bound(0, 0) == 0.0
+
+
 def test_check_set_is_a_balanced_hand_written_set():
     items = json.loads((ROOT / "training/check_set.json").read_text())["items"]
     assert len(items) >= 150 and len({i["id"] for i in items}) == len(items)
