@@ -166,8 +166,9 @@ def choose_thresholds(valid: dict[str, tuple[list[Dialogue], list[dict]]],
     """Grid over the rules' thresholds on validation (corpus -> dialogues, outputs). A cell
     passes when the one-sided 95 % lower bound of its precision, at `design_prevalence`, is >=
     MIN_PRECISION; the passing cell with the highest recall (then precision) is chosen.
-    - The bound: a cell whose point estimate just passes on a few hundred validation alerts is
-      as likely to miss the bar on new data as to meet it.
+    - The bound: on a few hundred validation alerts a point estimate just over the bar is
+      within one standard error of it, and the passing cell with the highest recall is the one
+      most likely to owe its pass to luck.
     - The prevalence: precision falls with the share of dissatisfied turns (18 % in MWOZ test
       against 26 % in its train and valid), so each corpus's alerts on dissatisfied and on other
       turns are reweighted from its validation share to the design share before pooling."""

@@ -207,6 +207,30 @@ def test_alert_rule_holds_the_precisions_lower_bound_not_its_point_estimate():
     assert precision_lower_bound(0, 0) == 0.0
 
 
+def test_thresholds_hold_precision_at_the_design_share_of_dissatisfied_turns():
+    from training.data import Dialogue, Utterance
+    from training.evaluate import choose_thresholds
+
+    at = {-0.95: [0.95, 0.05, 0.0], -0.5: [0.5, 0.5, 0.0], 0.5: [0.0, 0.5, 0.5]}
+    # half the turns dissatisfied: 150 at score -0.95 and 50 at -0.5; of the others, 10 at
+    # -0.95, 80 at -0.5 and 110 at +0.5
+    cells = [((1, 1, 1), -0.95)] * 150 + [((1, 1, 1), -0.5)] * 50 + [((3, 3, 3), -0.95)] * 10 \
+        + [((3, 3, 3), -0.5)] * 80 + [((3, 3, 3), 0.5)] * 110
+    dialogues = [Dialogue(f"d{i}", (Utterance("customer", "x", scores),))
+                 for i, (scores, _) in enumerate(cells)]
+    outs = [{"satisfaction": np.array([at[score]]), "sentiment": np.array([[0.0, 1.0, 0.0]])}
+            for _, score in cells]
+    valid = {"A": (dialogues, outs)}
+    # at the validation share (0.5), level -0.5 catches every dissatisfied turn at precision 0.69
+    best, _ = choose_thresholds(valid, design_prevalence=0.5)
+    assert best["level_threshold"] == -0.5 and best["recall"] == 1.0
+    # with a fifth of the turns dissatisfied, -0.5 would be right a third of the time: -0.9 holds
+    best, grid = choose_thresholds(valid, design_prevalence=0.2)
+    assert best["level_threshold"] == -0.9 and best["recall"] == 0.75
+    assert best["precision_at_design"] == pytest.approx(60 / (60 + 16), abs=1e-4)
+    assert all(g["precision_lower"] < 0.6 for g in grid if g["recall"] == 1.0)
+
+
 def test_check_set_is_a_balanced_hand_written_set():
     items = json.loads((ROOT / "training/check_set.json").read_text())["items"]
     assert len(items) >= 150 and len({i["id"] for i in items}) == len(items)
