@@ -404,11 +404,10 @@ def run(pack: dict, row: Row, seed: int, device: str, epochs: int = 4, max_utts:
               "max_request_alarms": row.max_request_alarms, "selection_level": SELECTION_LEVEL}
     if save_dir is not None:
         save_dir.mkdir(parents=True, exist_ok=True)
-        if init_cfg is not None:  # keep the init's trained encoder layers in the checkpoint
-            model.cfg = ModelConfig(**init_cfg)
         save(save_dir / f"{row.name}-{seed}.pt", model.cpu(),
              {k: result[k] for k in ("row", "seed", "best_epoch", "valid_macro_f1", "device",
-                                     "train_minutes")}, half=device == "cuda" or row.from_init)
+                                     "train_minutes")}, half=device == "cuda" or row.from_init,
+             cfg=None if init_cfg is None else ModelConfig(**init_cfg))  # the init's layers
     return result
 
 

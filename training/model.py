@@ -138,11 +138,15 @@ class Step(nn.Module):
         return (*probs, h1)
 
 
-def save(path, model: ChatModel, extra: dict, half: bool = False) -> None:
-    """Keep the trained weights only (fp16 if `half`); frozen ones come from the base model."""
+def save(path, model: ChatModel, extra: dict, half: bool = False,
+         cfg: ModelConfig | None = None) -> None:
+    """Keep the trained weights only (fp16 if `half`); frozen ones come from the base model.
+    `cfg` (default: the model's) is recorded and says which layers count as frozen: a step row
+    trained over a fine-tuned encoder passes the encoder's, so its trained layers are kept."""
+    cfg = cfg or model.cfg
     state = {k: (v.half() if half and v.is_floating_point() else v).cpu()
-             for k, v in model.state_dict().items() if not _is_frozen(k, model.cfg)}
-    torch.save({"config": asdict(model.cfg), "state": state, **extra}, path)
+             for k, v in model.state_dict().items() if not _is_frozen(k, cfg)}
+    torch.save({"config": asdict(cfg), "state": state, **extra}, path)
 
 
 def load(path, bert_dir) -> tuple[ChatModel, dict]:
