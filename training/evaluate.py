@@ -296,12 +296,13 @@ def main() -> None:
             "levels": {str(lv): request_alerts(lv, args.repo) for lv in (-0.2, -0.3)}},
             indent=1) + "\n")
         return
-    split = {part: {c: [load_uss(c)[i] for i in uss_split(c)[part]] for c in USS_CORPORA}
-             for part in ("valid", "test")}
-    outs = {part: {c: served_outputs(ds) for c, ds in by.items()} for part, by in split.items()}
+    corpora = {c: (load_uss(c), uss_split(c)) for c in USS_CORPORA}  # each file parsed once
+    split = {part: {c: [ds[i] for i in idx[part]] for c, (ds, idx) in corpora.items()}
+             for part in ("train", "valid", "test")}
+    outs = {part: {c: served_outputs(ds) for c, ds in split[part].items()}
+            for part in ("valid", "test")}
     uss_test = {c: uss_metrics(uss_rows(split["test"][c], outs["test"][c])) for c in USS_CORPORA}
-    train_share = {c: dissatisfied_share([load_uss(c)[i] for i in uss_split(c)["train"]])
-                   for c in USS_CORPORA}
+    train_share = {c: dissatisfied_share(ds) for c, ds in split["train"].items()}
     design = min(train_share.values())
     best, grid = choose_thresholds({c: (split["valid"][c], outs["valid"][c])
                                     for c in USS_CORPORA}, design)
