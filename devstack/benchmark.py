@@ -355,7 +355,8 @@ def state_memory(conversations: int, spec: dict, turns: int = 50,
         for t in range(turns):
             s.set_tensors(tensors(t))
             if t % 2 == 0:
-                apply_customer_score(s, float(rng.uniform(-1, 1)), rules)
+                score = float(rng.uniform(-1, 1))
+                apply_customer_score(s, score, rules, score)
             s.applied(f"{cid}:{t}", t)
         return s.dumps()
 

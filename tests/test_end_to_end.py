@@ -82,7 +82,7 @@ def test_a_complaint_alerts_a_plain_request_does_not_and_agent_turns_never(stack
     events = outputs.wait("enriched", lambda d: d["conversation_id"] == cid, 3)
     by_seq = {e["seq"]: e for e in events}
     angry = by_seq[2]
-    assert angry["sentiment"]["label"] == "negative" and angry["schema_version"] == 3
+    assert angry["sentiment"]["label"] == "negative" and angry["schema_version"] == 4
     assert angry["score"] <= AlertRules().level_threshold
     (alert,) = outputs.wait("alerts", lambda d: d["conversation_id"] == cid, 1)
     validator("alert").validate(alert)

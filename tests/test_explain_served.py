@@ -80,7 +80,7 @@ def test_every_event_carries_emotions_and_aspects_that_point_at_the_text(stack, 
     spans = 0
     for e in events:
         validator("enriched_turn").validate(e)
-        assert e["schema_version"] == 3
+        assert e["schema_version"] == 4
         assert len(e["emotions"]["probs"]) == 11
         assert set(e["emotions"]["labels"]) <= set(e["emotions"]["probs"])
         for a in e["aspects"]:

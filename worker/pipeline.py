@@ -20,7 +20,7 @@ from worker.enrich import alert_explained, alert_for, enrich, with_explanation
 from worker.infer import Explanation, Scorer
 from worker.ingest import parse
 from worker.records import Alert, ConversationEnd, DeadLetter, EnrichedTurn, Rejection, Turn
-from worker.rules import AlertRules, apply_customer_score, turn_score
+from worker.rules import AlertRules, apply_customer_score, signed, turn_score
 from worker.state import ConversationState
 
 Loader = Callable[[str], ConversationState | None]
@@ -177,7 +177,8 @@ class TurnProcessor:
                heads: dict[str, np.ndarray], topic_words: list[str],
                tensors: dict[str, np.ndarray]) -> None:
         score = turn_score(heads["satisfaction"], heads["sentiment"])
-        fired = apply_customer_score(state, score, self.rules) if turn.is_customer else []
+        fired = (apply_customer_score(state, score, self.rules, signed(heads["sentiment"]))
+                 if turn.is_customer else [])
         state.set_tensors(tensors)
         state.applied(turn.turn_id, turn.seq)
         event = enrich(turn, heads, score, topic_words, state, self.model_name, self.echo_text,

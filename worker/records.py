@@ -11,8 +11,9 @@ from typing import Any
 LEVELS = ("very_negative", "negative", "neutral", "positive", "very_positive")
 CLASSES = ("negative", "neutral", "positive")  # satisfaction and sentiment
 # 2: satisfaction, sentiment, schema_version; score from both heads. 3: emotions, aspects
-# (enriched turns), emotion, aspect (alerts); null where those models are not served
-SCHEMA_VERSION = 3
+# (enriched turns), emotion, aspect (alerts); null where those models are not served.
+# 4: the alert rule negative_sentiment (a plain complaint, read by the sentiment view)
+SCHEMA_VERSION = 4
 # Fixed namespace: event ids are uuid5(namespace, "<conversation_id>/<turn_id>[/alert]").
 EVENT_NAMESPACE = uuid.UUID("5f0f2a64-3c1d-4c8e-9a55-0c6a4e1f7b21")
 

@@ -11,12 +11,16 @@ from worker.state import ConversationState
 
 @dataclass(frozen=True)
 class AlertRules:
-    # defaults: "chosen" in reports/alert_thresholds.json (python -m training.evaluate, on USS
-    # validation: the precision's one-sided 95 % lower bound >= 0.6, then the highest recall)
+    # defaults: "chosen" in reports/alert_thresholds.json (python -m training.evaluate, on
+    # validation: the USS precision's one-sided 95 % lower bound >= 0.6, at most 5 % of plain
+    # requests alerted, then the highest mean recall of dissatisfied turns and plain complaints)
     level_threshold: float = -0.4  # a customer turn at or below this score alerts
     negative_threshold: float = -0.2  # a customer turn at or below this counts as negative
     streak: int = 3  # this many negative customer turns in a row alert
     drop: float = 9.0  # a fall of this much below the running score alerts (9: off)
+    # a customer turn whose sentiment (P(positive) - P(negative)) is at or below this alerts,
+    # whatever its satisfaction: a plain complaint (-2: off)
+    sentiment_threshold: float = -0.3
     cooldown_turns: int = 3  # customer turns after an alert during which no new alert is raised
     ewma_alpha: float = 0.4  # weight of the newest turn in the running score
     trend_window: int = 5  # customer turns the trend slope is fitted on
@@ -43,13 +47,17 @@ def trend_of(scores: list[float]) -> tuple[float, str]:
     return slope, ("improving" if slope > 0.05 else "worsening" if slope < -0.05 else "stable")
 
 
-def apply_customer_score(state: ConversationState, score: float, rules: AlertRules) -> list[str]:
-    """Update the running score, streak and cool-down with one customer turn; return the alert
-    rules it fires (empty when none fires or the cool-down holds them back)."""
+def apply_customer_score(state: ConversationState, score: float, rules: AlertRules,
+                         sentiment: float) -> list[str]:
+    """Update the running score, streak and cool-down with one customer turn (its score, and
+    its sentiment view signed); return the alert rules it fires (empty when none fires or the
+    cool-down holds them back)."""
     previous = state.running_score
     fired = []
     if score <= rules.level_threshold:
         fired.append("negative_level")
+    if sentiment <= rules.sentiment_threshold:
+        fired.append("negative_sentiment")
     state.negative_streak = state.negative_streak + 1 if score <= rules.negative_threshold else 0
     if state.negative_streak >= rules.streak:
         fired.append("negative_streak")

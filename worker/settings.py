@@ -52,12 +52,12 @@ class Settings(BaseSettings):
     max_message_bytes: int = 65536
     echo_text: bool = Field(True, description="copy the turn's text into the enriched event")
     redact_pii: bool = Field(False, description="mask emails, phones, card numbers in echoed text")
-    # alert rules
     # alert rules: defaults live in AlertRules
     alert_level_threshold: float = AlertRules.level_threshold
     alert_negative_threshold: float = AlertRules.negative_threshold
     alert_streak: int = AlertRules.streak
     alert_drop: float = AlertRules.drop
+    alert_sentiment_threshold: float = AlertRules.sentiment_threshold
     alert_cooldown_turns: int = AlertRules.cooldown_turns
     # state lifetime: dropped on the end event, and after this long without a message
     state_idle_s: float = Field(6 * 3600.0, description="drop a conversation's state after this "
@@ -75,5 +75,6 @@ class Settings(BaseSettings):
             negative_threshold=self.alert_negative_threshold,
             streak=self.alert_streak,
             drop=self.alert_drop,
+            sentiment_threshold=self.alert_sentiment_threshold,
             cooldown_turns=self.alert_cooldown_turns,
         )

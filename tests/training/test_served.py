@@ -231,6 +231,34 @@ def test_thresholds_hold_precision_at_the_design_share_of_dissatisfied_turns():
     assert all(g["precision_lower"] < 0.6 for g in grid if g["recall"] == 1.0)
 
 
+def test_sentiment_rule_is_chosen_for_explicit_negatives_unless_requests_would_alert():
+    from training.data import Dialogue, Utterance
+    from training.evaluate import SingleTurns, choose_thresholds
+
+    # USS: polite customers (sentiment neutral), every dissatisfied one at score -0.5
+    cells = [((1, 1, 1), [0.5, 0.5, 0.0])] * 100 + [((3, 3, 3), [0.0, 0.5, 0.5])] * 100
+    dialogues = [Dialogue(f"d{i}", (Utterance("customer", "x", scores),))
+                 for i, (scores, _) in enumerate(cells)]
+    outs = [{"satisfaction": np.array([p]), "sentiment": np.array([[0.0, 1.0, 0.0]])}
+            for _, p in cells]
+    valid = {"A": (dialogues, outs)}
+
+    def turns(sentiment: list[float]) -> SingleTurns:
+        return SingleTurns(np.array(sentiment), np.array(sentiment))
+
+    negatives = turns([-0.3] * 50)  # plain complaints: mildly negative, never as low as -0.5
+    requests = turns([-0.1] * 90 + [0.2] * 10)
+    best, grid = choose_thresholds(valid, 0.5, {"requests": requests, "negatives": negatives})
+    assert (best["level_threshold"], best["sentiment_threshold"]) == (-0.5, -0.3)
+    assert best["negatives_alerted"] == 1.0 and best["requests_alerted"] == 0.0
+    assert any(g["sentiment_threshold"] == -0.1 and g["requests_alerted"] == 0.9 for g in grid)
+    # when a tenth of the requests read as negative as the complaints, the rule stays off
+    requests = turns([-0.35] * 10 + [0.2] * 90)
+    best, _ = choose_thresholds(valid, 0.5, {"requests": requests, "negatives": negatives})
+    assert best["sentiment_threshold"] == -2.0 and best["negatives_alerted"] == 0.0
+    assert best["level_threshold"] == -0.5 and best["recall"] == 1.0
+
+
 def test_check_set_is_a_balanced_hand_written_set():
     items = json.loads((ROOT / "training/check_set.json").read_text())["items"]
     assert len(items) >= 150 and len({i["id"] for i in items}) == len(items)

@@ -4,12 +4,12 @@ from worker.rules import AlertRules, apply_customer_score, signed, trend_of, tur
 from worker.state import ConversationState
 
 RULES = AlertRules(level_threshold=-0.5, negative_threshold=-0.2, streak=3, drop=0.5,
-                   cooldown_turns=2, ewma_alpha=0.5, trend_window=3)
+                   sentiment_threshold=-2.0, cooldown_turns=2, ewma_alpha=0.5, trend_window=3)
 
 
 def run(scores: list[float]) -> list[list[str]]:
     state = ConversationState("c")
-    return [apply_customer_score(state, s, RULES) for s in scores]
+    return [apply_customer_score(state, s, RULES, s) for s in scores]
 
 
 def test_signed_spans_minus_one_to_one():
@@ -49,7 +49,7 @@ def test_cooldown_holds_back_alerts_then_releases():
 def test_running_score_and_trend():
     state = ConversationState("c")
     for s in (0.4, 0.0, -0.4):
-        apply_customer_score(state, s, RULES)
+        apply_customer_score(state, s, RULES, s)
     assert state.customer_turns == 3
     assert abs(state.running_score - (0.5 * -0.4 + 0.5 * (0.5 * 0.0 + 0.5 * 0.4))) < 1e-9
     slope, word = trend_of(state.recent_scores)
@@ -64,6 +64,19 @@ def test_default_thresholds_are_the_ones_chosen_on_validation():
     chosen = json.loads((Path(__file__).resolve().parents[2] / "reports/alert_thresholds.json")
                         .read_text())["chosen"]
     rules = AlertRules()
-    assert (rules.level_threshold, rules.negative_threshold, rules.streak, rules.drop) == (
+    assert (rules.level_threshold, rules.negative_threshold, rules.streak, rules.drop,
+            rules.sentiment_threshold) == (
         chosen["level_threshold"], chosen["negative_threshold"], chosen["streak"],
-        chosen["drop"])
+        chosen["drop"], chosen["sentiment_threshold"])
+
+
+def test_a_plain_complaint_alerts_by_its_sentiment_when_the_score_is_above_the_level():
+    from dataclasses import replace
+
+    rules = replace(RULES, sentiment_threshold=-0.3)
+    assert apply_customer_score(ConversationState("a"), -0.35, rules, -0.35) == [
+        "negative_sentiment"]
+    assert apply_customer_score(ConversationState("b"), -0.25, rules, -0.25) == []
+    assert apply_customer_score(ConversationState("c"), -0.6, rules, -0.6) == [
+        "negative_level", "negative_sentiment"]
+    assert apply_customer_score(ConversationState("d"), -0.35, RULES, -0.35) == []  # off
