@@ -74,6 +74,11 @@ def snapshot(url: str) -> dict:
         return orjson.loads(r.read())
 
 
+# the words the page shows for each alert rule (dashboard/static/app.js RULES)
+RULE_WORDS = {"negative_level": "unhappy", "negative_sentiment": "complaint",
+              "negative_streak": "negative streak", "sharp_drop": "sharp drop"}
+
+
 def test_conversations_alerts_and_hostile_text(stack, outputs, dashboard, browser):
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -112,6 +117,9 @@ def test_conversations_alerts_and_hostile_text(stack, outputs, dashboard, browse
         shown = page.locator(f'#alerts li[data-alert-id="{a["alert_id"]}"]').text_content()
         for why in (a["emotion"], a["aspect"]):  # "anger · refund" when the turn has them
             assert why is None or why in shown
+        rules = page.locator(f'#alerts li[data-alert-id="{a["alert_id"]}"] .rules')
+        assert rules.text_content() == " + ".join(RULE_WORDS[r] for r in a["rules"])
+        assert rules.get_attribute("title") == ", ".join(a["rules"])
     page.wait_for_timeout(300)  # the risk-sorted table refreshes every 250 ms
     assert page.locator("#conversations tbody tr").first.get_attribute(
         "data-conversation-id") in {a["conversation_id"] for a in snapshot(dashboard)["alerts"]}

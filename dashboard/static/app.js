@@ -42,6 +42,11 @@ function sparkline(scores) {
 }
 
 const ARROWS = { improving: "↗ improving", stable: "→ stable", worsening: "↘ worsening" };
+// what each alert rule means to a supervisor (worker/rules.py; the raw name is the tooltip)
+const RULES = {
+  negative_level: "unhappy", negative_sentiment: "complaint",
+  negative_streak: "negative streak", sharp_drop: "sharp drop",
+};
 
 function renderConversations() {
   state.dirty = false;
@@ -68,7 +73,9 @@ function alertItem(a) {
   li.dataset.alertId = a.alert_id;
   li.dataset.conversationId = a.conversation_id;
   const head = el("div", "meta");
-  head.append(el("span", "rules", a.rules.join(" + ")), document.createTextNode(
+  const rules = el("span", "rules", a.rules.map((r) => RULES[r] || r).join(" + "));
+  rules.title = a.rules.join(", ");
+  head.append(rules, document.createTextNode(
     `  ${a.conversation_id} #${a.seq} · score ${fmt(a.score)} · ${a.ts.slice(11, 19)}`));
   li.append(head);
   if (a.text) li.append(el("div", "text", a.text));
