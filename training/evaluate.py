@@ -358,7 +358,8 @@ def main() -> None:
         args.requests_only.write_text(json.dumps({
             "command": f"python -m training.evaluate --requests-only {args.requests_only} "
                        f"--repo {args.repo}", "step": step_parameter("about", args.repo),
-            "levels": {str(lv): request_alerts(AlertRules(level_threshold=lv), args.repo)
+            "levels": {str(lv): request_alerts(AlertRules(level_threshold=lv,
+                                                          sentiment_threshold=-2.0), args.repo)
                        for lv in (-0.2, -0.3)}},
             indent=1) + "\n")
         return
