@@ -179,9 +179,13 @@ class SingleTurns:
         return cls(np.array([turn_score(o["satisfaction"][0], o["sentiment"][0]) for o in outs]),
                    np.array([signed(o["sentiment"][0]) for o in outs]))
 
+    def alerts(self, rules: AlertRules) -> np.ndarray:
+        """Which turns alert: on a one-turn conversation only the level and sentiment rules of
+        worker.rules.apply_customer_score can fire."""
+        return (self.score <= rules.level_threshold) | (self.sentiment <= rules.sentiment_threshold)
+
     def alerted(self, rules: AlertRules) -> float:
-        return float(((self.score <= rules.level_threshold)
-                      | (self.sentiment <= rules.sentiment_threshold)).mean())
+        return float(self.alerts(rules).mean())
 
 
 def single_turn_sets(repo: Path = MODEL_REPOSITORY) -> dict[str, SingleTurns]:
@@ -297,7 +301,7 @@ def request_alerts(rules: AlertRules, repo: Path = MODEL_REPOSITORY) -> dict:
     score = turns.score
     neutral = np.array([o["sentiment"][0].argmax() == 1 for o in outs])
     plain = np.array([d.utterances[0].sentiment == "neutral" for d in dialogues])
-    alerted = (score <= rules.level_threshold) | (turns.sentiment <= rules.sentiment_threshold)
+    alerted = turns.alerts(rules)
     return {"n": int(plain.sum()), "alerted": round(float(alerted[plain].mean()), 4),
             "sentiment_neutral": round(float(neutral[plain].mean()), 4),
             "mean_score": round(float(score[plain].mean()), 4),
