@@ -40,6 +40,7 @@ from training.data import (
     SENTIMENTS,
     USS_CORPORA,
     Dialogue,
+    Utterance,
     label_3,
     label_5,
     load_goemotions,
@@ -349,6 +350,36 @@ def cross_domain(rows: dict) -> dict:
     return out
 
 
+def uss_parts() -> dict[str, dict[str, list[Dialogue]]]:
+    """train / valid / test -> corpus -> dialogues of the published split (each file parsed
+    once)."""
+    corpora = {c: (load_uss(c), uss_split(c)) for c in USS_CORPORA}
+    return {part: {c: [ds[i] for i in idx[part]] for c, (ds, idx) in corpora.items()}
+            for part in ("train", "valid", "test")}
+
+
+def candidate(repo: Path) -> dict:
+    """A model repository judged as the served one would be, without a worker: the thresholds
+    the same rule chooses on its validation outputs, then at them (the worker's rule code over
+    its ONNX outputs) the check set and the held-out test requests. For comparing a candidate
+    with the served model before serving it."""
+    split = uss_parts()
+    design = min(dissatisfied_share(ds) for ds in split["train"].values())
+    valid = {c: (ds, served_outputs(ds, repo)) for c, ds in split["valid"].items()}
+    best, _ = choose_thresholds(valid, design, single_turn_sets(repo))
+    rules = rules_of(best)
+    items = json.loads(CHECK_SET.read_text())["items"]
+    checks = served_outputs([Dialogue(i["id"], (Utterance("agent", i["greeting"]),
+                                                Utterance("customer", i["text"])))
+                             for i in items], repo)
+    alerted = SingleTurns.of([{k: v[-1:] for k, v in o.items()} for o in checks]).alerts(rules)
+    kinds = np.array([i["kind"] for i in items])
+    return {"step": step_parameter("about", repo), "chosen": best,
+            "check_set_alerted": {k: round(float(alerted[kinds == k].mean()), 4)
+                                  for k in ("complaint", "neutral", "praise")},
+            "service_requests_test": request_alerts(rules, repo)}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -356,8 +387,19 @@ def main() -> None:
     p.add_argument("--requests-only", type=Path, default=None, metavar="OUT",
                    help="only the held-out service requests, at levels -0.2 and -0.3, to OUT")
     p.add_argument("--repo", type=Path, default=MODEL_REPOSITORY, help="with --requests-only")
+    p.add_argument("--candidates", type=Path, nargs="+", default=None, metavar="REPO",
+                   help="only judge these model repositories offline (candidate()), to --out")
+    p.add_argument("--out", type=Path, default=REPORTS / "served" / "candidates.json")
     args = p.parse_args()
     t0 = time.time()
+    if args.candidates:
+        args.out.write_text(json.dumps({
+            "command": "python -m training.evaluate --candidates "
+                       + " ".join(str(r) for r in args.candidates),
+            "note": "thresholds chosen on validation only; the check set and test requests "
+                    "are read at them, offline, for information",
+            "repos": {str(r): candidate(r) for r in args.candidates}}, indent=1) + "\n")
+        return
     if args.requests_only is not None:
         args.requests_only.write_text(json.dumps({
             "command": f"python -m training.evaluate --requests-only {args.requests_only} "
@@ -367,9 +409,7 @@ def main() -> None:
                        for lv in (-0.2, -0.3)}},
             indent=1) + "\n")
         return
-    corpora = {c: (load_uss(c), uss_split(c)) for c in USS_CORPORA}  # each file parsed once
-    split = {part: {c: [ds[i] for i in idx[part]] for c, (ds, idx) in corpora.items()}
-             for part in ("train", "valid", "test")}
+    split = uss_parts()
     outs = {part: {c: served_outputs(ds) for c, ds in split[part].items()}
             for part in ("valid", "test")}
     uss_test = {c: uss_metrics(uss_rows(split["test"][c], outs["test"][c])) for c in USS_CORPORA}
