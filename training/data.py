@@ -167,6 +167,12 @@ def load_service(split: str) -> list[Dialogue]:
     return single_turns(f"service-{split}", service.load(split))
 
 
+def load_written(split: str) -> list[Dialogue]:
+    """The written service turns (training/service.py: complaints, requests, praise) as
+    one-turn customer dialogues ("train", "valid")."""
+    return single_turns(f"written-{split}", service.load_written(split))
+
+
 def load_review_sentences(split: str) -> list[Dialogue]:
     """SemEval-2014/15 ABSA review sentences (laptops, restaurants: "Keys stick and I haven't
     had it 45 days") whose aspect terms all share one polarity, with that polarity, as one-turn

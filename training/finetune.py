@@ -18,6 +18,9 @@ macro-F1, test figures of the best epoch):
   frozen       no encoder layer trained (the frozen-encoder baseline: GRU and heads only)
   top2_service top2 with the service requests and review sentences of step_reviews (below), so
                the encoder's upper layers learn a request from a complaint too
+  top2_written_x3  top2_service plus the written service turns (training/service.py), seen 3
+               times an epoch: the encoder learns service complaints from requests;
+               top2_written_x3_sent: the written turns teach the sentiment head only
   mwoz_to_sgd  trained and selected on MWOZ only, tested on SGD too (and the reverse row)
   step         from --init (the top2 row's checkpoint): its whole encoder frozen, GRU and heads
                trained again on the same data (the control for the two rows below)
@@ -28,6 +31,9 @@ macro-F1, test figures of the best epoch):
                service failures as customers tell them: in-domain negatives)
   step_reviews_x3, step_reviews_x6  step_reviews with the review sentences seen 3 or 6 times an
                epoch (the in-domain negatives weigh more against the neutral mass)
+  step_written step_reviews, plus the written service turns (training/service.py: complaints,
+               requests, praise in service chat; satisfaction labels too); step_written_x3 sees
+               them 3 times an epoch
 Writes OUT/finetune.json (rewritten after every run) and, with --save, a checkpoint per run.
 """
 
@@ -67,6 +73,7 @@ class Row:
     max_request_alarms: float | None = None
     service_satisfaction: bool = False  # service requests are also satisfaction-neutral
     repeat: tuple[tuple[str, int], ...] = ()  # (train set, times it is seen an epoch)
+    written_satisfaction: bool = True  # written complaints / praise also (dis)satisfied
 
 
 ROWS = {r.name: r for r in (
@@ -79,6 +86,13 @@ ROWS = {r.name: r for r in (
     Row("sgd_to_mwoz", corpora=("SGD",)),
     Row("top2_service", train=("uss_train", *AUX, "service_train", "reviews_train"),
         service_satisfaction=True, max_request_alarms=0.05),
+    Row("top2_written_x3", train=("uss_train", *AUX, "service_train", "reviews_train",
+                                  "written_train"),
+        service_satisfaction=True, max_request_alarms=0.05, repeat=(("written_train", 3),)),
+    Row("top2_written_x3_sent", train=("uss_train", *AUX, "service_train", "reviews_train",
+                                       "written_train"),
+        service_satisfaction=True, max_request_alarms=0.05, repeat=(("written_train", 3),),
+        written_satisfaction=False),
     Row("step", frozen_layers=6, from_init=True),
     Row("step_service", frozen_layers=6, train=("uss_train", *AUX, "service_train"),
         from_init=True, max_request_alarms=0.05),
@@ -91,6 +105,11 @@ ROWS = {r.name: r for r in (
           train=("uss_train", *AUX, "service_train", "reviews_train"), from_init=True,
           service_satisfaction=True, max_request_alarms=0.05, repeat=(("reviews_train", k),))
       for k in (3, 6)),
+    *(Row(f"step_written{x}", frozen_layers=6,
+          train=("uss_train", *AUX, "service_train", "reviews_train", "written_train"),
+          from_init=True, service_satisfaction=True, max_request_alarms=0.05,
+          repeat=(("written_train", k),))
+      for x, k in (("", 1), ("_x3", 3))),
 )}
 FROZEN_CACHE: dict[tuple[str, str], dict] = {}  # (init, set) -> cached encoder outputs
 # the level alert's threshold at which epochs are measured and capped: the default when the
@@ -314,6 +333,8 @@ def run(pack: dict, row: Row, seed: int, device: str, epochs: int = 4, max_utts:
         s = pack["sets"][name]
         if row.service_satisfaction and name.startswith("service_"):  # requests, not complaints
             s = {**s, "satisfaction": torch.where(s["sentiment"] == 1, 1, -1).to(torch.int8)}
+        if row.written_satisfaction and name.startswith("written_"):  # a complaint: unhappy
+            s = {**s, "satisfaction": s["sentiment"]}
         keep = [d for d, c in enumerate(s["corpus"]) if c not in ("MWOZ", "SGD") or c in corpora]
         out = Data(s, keep[:limit] if limit else keep, device)
         if row.from_init:  # the whole encoder is frozen: its outputs serve every such run
@@ -324,7 +345,8 @@ def run(pack: dict, row: Row, seed: int, device: str, epochs: int = 4, max_utts:
     valid = data("uss_valid", row.corpora)
     requests = data("service_valid")
     complaints = [data("semeval_dev"), data("reviews_dev")]  # their negatives: caught or not
-    for d in [*train, valid, requests, *complaints]:
+    written = data("written_valid")  # written service turns: reported, not selected on
+    for d in [*train, valid, requests, *complaints, written]:
         d.fill_cache(model, cache_dtype)
     t_cache = time.time() - t0
     losses = {n: nn.CrossEntropyLoss(weight=class_weights(train, n, c).to(device),
@@ -351,13 +373,16 @@ def run(pack: dict, row: Row, seed: int, device: str, epochs: int = 4, max_utts:
                    "service_valid": request_alarms(model, requests),
                    "complaints_valid_alarmed": request_alarms(
                        model, *complaints)["negative_alarm_share"],
+                   "written_valid": request_alarms(model, written),
                    "seconds": round(time.time() - t0, 1)}
         per_corpus = {c: m["macro_f1"] for c, m in evaluate(pred, row.corpora).items()
                       if c != "sentiment"}
         log(f"{row.name} seed {seed} epoch {epoch}: valid satisfaction macro-F1 "
             f"{figures['valid_macro_f1']} {per_corpus} requests alarmed "
             f"{figures['service_valid']['alarm_share']}, negative dev texts alarmed "
-            f"{figures['complaints_valid_alarmed']}")
+            f"{figures['complaints_valid_alarmed']}, written complaints / requests alarmed "
+            f"{figures['written_valid']['negative_alarm_share']} / "
+            f"{figures['written_valid']['alarm_share']}")
         return figures
 
     if row.from_init:  # where the init stands before any step

@@ -17,12 +17,24 @@ negative instead, because they are complaints, and nothing else is relabelled.
 
     python -m training.service --clinc data_full.json --domains domains.json \
         --banking77 banking_data/   # rewrites training/service_requests.json.gz
+
+Written service turns (`training/service_turns.jsonl`, ours): customer turns of live service
+chat written for training by writers who never saw the check set (training/check_set.json):
+complaints (calm to furious, some sarcastic, many without an emotion word), neutral requests (at
+least 40 % using cancel / refund / problem / lost procedurally) and praise, in 12 domains
+(the check set's five and seven others). The writers and the check set's share a style, so any
+turn as close as NEAR_CHECK_SET to a check-set turn (difflib's ratio, lower case; some requests
+came out word for word) is left out. Each line has a seeded, stratified split (a fifth valid),
+fixed in the file:
+
+    python -m training.service --written a.jsonl b.jsonl   # rewrites service_turns.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import difflib
 import gzip
 import json
 import random
@@ -32,6 +44,10 @@ from pathlib import Path
 from training.paths import ROOT
 
 PATH = ROOT / "training" / "service_requests.json.gz"
+WRITTEN = ROOT / "training" / "service_turns.jsonl"
+CHECK_SET = ROOT / "training" / "check_set.json"
+NEAR_CHECK_SET = 0.75
+KIND_SENTIMENT = {"complaint": "negative", "neutral": "neutral", "praise": "positive"}
 CLINC_DOMAINS = ("banking", "credit_cards", "travel", "auto_and_commute")
 EXPLICIT = re.compile(
     r"\b(angry|annoy|ridiculous|unacceptable|terrible|awful|worst|furious|fed up|disappoint|"
@@ -71,14 +87,54 @@ def load(split: str, path: Path = PATH) -> list[tuple[str, str]]:
         return [(r["text"], r["label"]) for r in json.load(f)[split]]
 
 
+def near_check_set(text: str, check: list[str]) -> bool:
+    t = text.lower()
+    return any(difflib.SequenceMatcher(None, t, c).ratio() >= NEAR_CHECK_SET for c in check)
+
+
+def split_written(rows: list[dict], seed: int = 0, valid: float = 0.2) -> list[dict]:
+    """Each (domain, kind) shuffled with `seed`; its first fifth is valid, the rest train."""
+    out = []
+    for key in sorted({(r["domain"], r["kind"]) for r in rows}):
+        group = sorted((r for r in rows if (r["domain"], r["kind"]) == key),
+                       key=lambda r: r["text"])
+        random.Random(f"{seed}:{key}").shuffle(group)
+        cut = round(valid * len(group))
+        out += [{**r, "split": "valid" if i < cut else "train"} for i, r in enumerate(group)]
+    return out
+
+
+def load_written(split: str, path: Path = WRITTEN) -> list[tuple[str, str]]:
+    """(text, sentiment) of the written service turns of one split ("train", "valid"):
+    complaints negative, requests neutral, praise positive."""
+    with open(path, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return [(r["text"], KIND_SENTIMENT[r["kind"]]) for r in rows if r["split"] == split]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--clinc", type=Path, required=True, help="CLINC150 data/data_full.json")
-    p.add_argument("--domains", type=Path, required=True, help="CLINC150 data/domains.json")
-    p.add_argument("--banking77", type=Path, required=True, help="folder with train/test.csv")
+    p.add_argument("--clinc", type=Path, help="CLINC150 data/data_full.json")
+    p.add_argument("--domains", type=Path, help="CLINC150 data/domains.json")
+    p.add_argument("--banking77", type=Path, help="folder with train/test.csv")
     p.add_argument("--out", type=Path, default=PATH)
+    p.add_argument("--written", type=Path, nargs="+", help="jsonl files of written turns")
     args = p.parse_args()
+    if args.written:
+        rows = [json.loads(line) for path in args.written
+                for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        seen: set[str] = set()
+        rows = [r for r in rows if not (r["text"] in seen or seen.add(r["text"]))]
+        check = [i["text"].lower() for i in json.loads(CHECK_SET.read_text())["items"]]
+        near = [r["text"] for r in rows if near_check_set(r["text"], check)]
+        rows = [r for r in rows if r["text"] not in near]
+        print(f"left out {len(near)} turns near the check set")
+        rows = split_written(rows)
+        WRITTEN.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                           encoding="utf-8")
+        print({s: sum(r["split"] == s for r in rows) for s in ("train", "valid")})
+        return
     data = build(args.clinc, args.domains, args.banking77)
     with gzip.open(args.out, "wt", encoding="utf-8") as f:
         json.dump(data, f, separators=(",", ":"))

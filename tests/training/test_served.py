@@ -183,6 +183,25 @@ def test_service_requests_are_neutral_held_out_and_complaints_are_negative():
     assert len(train & test) < 0.01 * len(test)
 
 
+def test_written_turns_are_split_per_domain_and_kind_and_kept_off_the_check_set():
+    from training import service
+
+    rows = [json.loads(line) for line in service.WRITTEN.read_text().splitlines()]
+    assert len({r["text"] for r in rows}) == len(rows) > 1000
+    assert len({r["domain"] for r in rows}) == 12
+    for key in {(r["domain"], r["kind"]) for r in rows}:
+        group = [r for r in rows if (r["domain"], r["kind"]) == key]
+        valid = sum(r["split"] == "valid" for r in group)
+        assert valid == round(0.2 * len(group)), key
+    again = service.split_written([{k: v for k, v in r.items() if k != "split"} for r in rows])
+    assert {r["text"]: r["split"] for r in again} == {r["text"]: r["split"] for r in rows}
+    check = [i["text"].lower() for i in json.loads(service.CHECK_SET.read_text())["items"]]
+    assert not any(service.near_check_set(r["text"], check) for r in rows[::7])
+    labels = dict(service.load_written("train") + service.load_written("valid"))
+    assert {labels[r["text"]] for r in rows if r["kind"] == "complaint"} == {"negative"}
+    assert {labels[r["text"]] for r in rows if r["kind"] == "praise"} == {"positive"}
+
+
 def test_temperature_scaling_recovers_a_known_temperature():
     rng = np.random.default_rng(0)
     true = rng.standard_normal((4000, 3)) * 3
