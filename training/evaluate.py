@@ -49,6 +49,8 @@ from training.data import (
     load_semeval,
     load_service,
     load_uss,
+    load_written,
+    single_turns,
     uss_split,
 )
 from training.encoder import embed_texts
@@ -310,6 +312,38 @@ def request_alerts(rules: AlertRules, repo: Path = MODEL_REPOSITORY) -> dict:
             "complaints_alerted": round(float(alerted[~plain].mean()), 4)}
 
 
+def written_alerted(rules: AlertRules, repo: Path = MODEL_REPOSITORY) -> dict:
+    """The valid split of the written service turns (training/service.py), each a one-turn
+    conversation: the share of complaints, requests and praise alerted. Validation data, read
+    for information: the thresholds are not chosen on it."""
+    dialogues = load_written("valid")
+    alerted = SingleTurns.of(served_outputs(dialogues, repo)).alerts(rules)
+    labels = np.array([d.utterances[0].sentiment for d in dialogues])
+    return {kind: {"n": int((labels == s).sum()),
+                   "alerted": round(float(alerted[labels == s].mean()), 4)}
+            for kind, s in (("complaint", "negative"), ("neutral", "neutral"),
+                            ("praise", "positive"))}
+
+
+def external_complaints(rules: AlertRules, path: Path, repo: Path = MODEL_REPOSITORY) -> dict:
+    """Tweets to companies' support accounts labelled complaint or not (Preotiuc-Pietro et al.,
+    ACL 2019: the corpus training/complaint_probe.py reads; not kept here, no licence), each a
+    one-turn conversation: the share of complaints and of other tweets alerted. Real customers
+    of many domains, written by nobody on this team: an outside check of the complaint rules."""
+    import csv
+
+    from training.complaint_probe import clean
+
+    with path.open(encoding="utf-8") as f:
+        rows = [(clean(r[1]), r[2] == "1") for r in csv.reader(f) if len(r) >= 3]
+    dialogues = single_turns("complaints", [(t, "") for t, _ in rows])
+    alerted = SingleTurns.of(served_outputs(dialogues, repo)).alerts(rules)
+    bad = np.array([c for _, c in rows])
+    return {"n": len(rows), "complaints": int(bad.sum()),
+            "complaints_alerted": round(float(alerted[bad].mean()), 4),
+            "others_alerted": round(float(alerted[~bad].mean()), 4)}
+
+
 def finetune_rows() -> dict:
     """Fine-tuning runs per row (mean ± std over seeds), GPU and CPU files side by side."""
     out = {}
@@ -358,7 +392,7 @@ def uss_parts() -> dict[str, dict[str, list[Dialogue]]]:
             for part in ("train", "valid", "test")}
 
 
-def candidate(repo: Path) -> dict:
+def candidate(repo: Path, external: Path | None = None) -> dict:
     """A model repository judged as the served one would be, without a worker: the thresholds
     the same rule chooses on its validation outputs, then at them (the worker's rule code over
     its ONNX outputs) the check set and the held-out test requests. For comparing a candidate
@@ -377,7 +411,10 @@ def candidate(repo: Path) -> dict:
     return {"step": step_parameter("about", repo), "chosen": best,
             "check_set_alerted": {k: round(float(alerted[kinds == k].mean()), 4)
                                   for k in ("complaint", "neutral", "praise")},
-            "service_requests_test": request_alerts(rules, repo)}
+            "service_requests_test": request_alerts(rules, repo),
+            "written_valid_alerted": written_alerted(rules, repo),
+            **({"external_complaints": external_complaints(rules, external, repo)}
+               if external else {})}
 
 
 def main() -> None:
@@ -390,15 +427,19 @@ def main() -> None:
     p.add_argument("--candidates", type=Path, nargs="+", default=None, metavar="REPO",
                    help="only judge these model repositories offline (candidate()), to --out")
     p.add_argument("--out", type=Path, default=REPORTS / "served" / "candidates.json")
+    p.add_argument("--external", type=Path, default=None, metavar="CSV",
+                   help="with --candidates: complaints-data.csv (external_complaints())")
     args = p.parse_args()
     t0 = time.time()
     if args.candidates:
         args.out.write_text(json.dumps({
             "command": "python -m training.evaluate --candidates "
-                       + " ".join(str(r) for r in args.candidates),
+                       + " ".join(str(r) for r in args.candidates)
+                       + (" --external complaints-data.csv" if args.external else ""),
             "note": "thresholds chosen on validation only; the check set and test requests "
                     "are read at them, offline, for information",
-            "repos": {str(r): candidate(r) for r in args.candidates}}, indent=1) + "\n")
+            "repos": {str(r): candidate(r, args.external) for r in args.candidates}},
+            indent=1) + "\n")
         return
     if args.requests_only is not None:
         args.requests_only.write_text(json.dumps({
