@@ -55,12 +55,11 @@ from training.data import (
 )
 from training.encoder import embed_texts
 from training.finetune import satisfaction_metrics
-from training.paths import MODEL_REPOSITORY, REPORTS, ROOT
+from training.paths import CHECK_SET, MODEL_REPOSITORY, REPORTS
 from worker.bow import BagOfWords
 from worker.rules import AlertRules, apply_customer_score, signed, turn_score
 from worker.state import ConversationState
 
-CHECK_SET = ROOT / "training" / "check_set.json"
 MIN_PRECISION = 0.6
 ALPHA = 0.05  # one-sided: the rule holds the precision's 95 % lower bound to MIN_PRECISION
 MAX_REQUEST_ALERTS = 0.05  # the bar for neutral requests, held on valid requests

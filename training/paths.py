@@ -10,6 +10,7 @@ SHARED_DATA = Path(os.environ.get("CHAT_SHARED_DATA", ROOT.parent / "shared" / "
 MODEL_REPOSITORY = ROOT / "model_repository"
 CACHE = ROOT / "training" / "cache"
 REPORTS = ROOT / "reports"
+CHECK_SET = ROOT / "training" / "check_set.json"  # hand-written, evaluation only
 
 
 def minilm_dir() -> Path:

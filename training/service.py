@@ -41,11 +41,10 @@ import random
 import re
 from pathlib import Path
 
-from training.paths import ROOT
+from training.paths import CHECK_SET, ROOT
 
 PATH = ROOT / "training" / "service_requests.json.gz"
 WRITTEN = ROOT / "training" / "service_turns.jsonl"
-CHECK_SET = ROOT / "training" / "check_set.json"
 NEAR_CHECK_SET = 0.75
 KIND_SENTIMENT = {"complaint": "negative", "neutral": "neutral", "praise": "positive"}
 CLINC_DOMAINS = ("banking", "credit_cards", "travel", "auto_and_commute")
@@ -127,14 +126,15 @@ def main() -> None:
         seen: set[str] = set()
         rows = [r for r in rows if not (r["text"] in seen or seen.add(r["text"]))]
         check = [i["text"].lower() for i in json.loads(CHECK_SET.read_text())["items"]]
-        near = [r["text"] for r in rows if near_check_set(r["text"], check)]
-        rows = [r for r in rows if r["text"] not in near]
-        print(f"left out {len(near)} turns near the check set")
-        rows = split_written(rows)
+        kept = [r for r in rows if not near_check_set(r["text"], check)]
+        print(f"left out {len(rows) - len(kept)} turns near the check set")
+        rows = split_written(kept)
         WRITTEN.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
                            encoding="utf-8")
         print({s: sum(r["split"] == s for r in rows) for s in ("train", "valid")})
         return
+    if not (args.clinc and args.domains and args.banking77):
+        p.error("--clinc, --domains and --banking77 are required (or --written)")
     data = build(args.clinc, args.domains, args.banking77)
     with gzip.open(args.out, "wt", encoding="utf-8") as f:
         json.dump(data, f, separators=(",", ":"))
