@@ -21,6 +21,8 @@ macro-F1, test figures of the best epoch):
   top2_written_x3  top2_service plus the written service turns (training/service.py), seen 3
                times an epoch: the encoder learns service complaints from requests;
                top2_written_x3_sent: the written turns teach the sentiment head only
+  top2_written_hard_x3_sent: and the hard cases (train only: calm cancel / refund / fault
+               requests, complaints without an emotion word), also seen 3 times
   mwoz_to_sgd  trained and selected on MWOZ only, tested on SGD too (and the reverse row)
   step         from --init (the top2 row's checkpoint): its whole encoder frozen, GRU and heads
                trained again on the same data (the control for the two rows below)
@@ -93,6 +95,10 @@ ROWS = {r.name: r for r in (
                                        "written_train"),
         service_satisfaction=True, max_request_alarms=0.05, repeat=(("written_train", 3),),
         written_satisfaction=False),
+    Row("top2_written_hard_x3_sent", train=("uss_train", *AUX, "service_train", "reviews_train",
+                                            "written_train", "written_train_hard"),
+        service_satisfaction=True, max_request_alarms=0.05,
+        repeat=(("written_train", 3), ("written_train_hard", 3)), written_satisfaction=False),
     Row("step", frozen_layers=6, from_init=True),
     Row("step_service", frozen_layers=6, train=("uss_train", *AUX, "service_train"),
         from_init=True, max_request_alarms=0.05),

@@ -15,6 +15,7 @@ whatever the turn index; the carried state is h alone (256 floats).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass
 
 import torch
@@ -147,6 +148,16 @@ def save(path, model: ChatModel, extra: dict, half: bool = False,
     state = {k: (v.half() if half and v.is_floating_point() else v).cpu()
              for k, v in model.state_dict().items() if not _is_frozen(k, cfg)}
     torch.save({"config": asdict(cfg), "state": state, **extra}, path)
+
+
+def encoder_digest(path) -> str:
+    """A short hash of a checkpoint's trained encoder weights: heads trained on its token
+    states (emotions, aspects) record it, so a new encoder cannot silently reuse them."""
+    state = torch.load(path, map_location="cpu", weights_only=False)["state"]
+    h = hashlib.sha1()
+    for k in sorted(k for k in state if k.startswith("bert.")):
+        h.update(k.encode() + state[k].float().numpy().tobytes())
+    return h.hexdigest()[:12]
 
 
 def load(path, bert_dir) -> tuple[ChatModel, dict]:

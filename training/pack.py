@@ -7,7 +7,8 @@ MiniLM weights, the word embeddings cut to the token ids the data uses.
 Sets: uss_{train,valid,test} (MWOZ + SGD, the published split, corpus per dialogue),
 meld_{train,dev,test}, semeval_{train,dev,test}, goemotions_{train,dev,test},
 service_{train,valid,test} (requests: training/service.py), reviews_{train,dev} (ABSA
-sentences with one polarity), written_{train,valid} (written service turns: training/service.py).
+sentences with one polarity), written_{train,valid,train_hard} (written service turns:
+training/service.py).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def labelled_sets(goemotions_train: int = 12000, service_train: int = 4000,
         sets[f"service_{split}"] = [("Service", d) for d in svc]
     for split in ("train", "dev"):
         sets[f"reviews_{split}"] = [("Reviews", d) for d in load_review_sentences(split)]
-    for split in ("train", "valid"):
+    for split in ("train", "valid", "train_hard"):
         sets[f"written_{split}"] = [("Written", d) for d in load_written(split)]
     return sets
 

@@ -25,9 +25,12 @@ least 40 % using cancel / refund / problem / lost procedurally) and praise, in 1
 (the check set's five and seven others). The writers and the check set's share a style, so any
 turn as close as NEAR_CHECK_SET to a check-set turn (difflib's ratio, lower case; some requests
 came out word for word) is left out. Each line has a seeded, stratified split (a fifth valid),
-fixed in the file:
+fixed in the file. A second batch, hard cases (calm requests to cancel, refund, replace or
+report a fault, complaints without an emotion word), is train only ("train_hard"), so the valid
+split stays the one earlier models were judged on; its turns near a check-set or a valid turn
+are left out:
 
-    python -m training.service --written a.jsonl b.jsonl   # rewrites service_turns.jsonl
+    python -m training.service --written a.jsonl b.jsonl --hard c.jsonl d.jsonl
 """
 
 from __future__ import annotations
@@ -91,6 +94,20 @@ def near_check_set(text: str, check: list[str]) -> bool:
     return any(difflib.SequenceMatcher(None, t, c).ratio() >= NEAR_CHECK_SET for c in check)
 
 
+def written_rows(paths: list[Path], near: list[str], seen: set[str]) -> list[dict]:
+    """The turns of jsonl files, each text once (`seen` carries over calls), less those as close
+    as NEAR_CHECK_SET to one of `near` (lower case)."""
+    if not paths:
+        return []
+    rows = [json.loads(line) for path in paths
+            for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [r for r in rows if not (r["text"] in seen or seen.add(r["text"]))]
+    kept = [r for r in rows if not near_check_set(r["text"], near)]
+    print(f"{', '.join(map(str, paths))}: left out {len(rows) - len(kept)} turns near "
+          f"{len(near)} held-out turns")
+    return kept
+
+
 def split_written(rows: list[dict], seed: int = 0, valid: float = 0.2) -> list[dict]:
     """Each (domain, kind) shuffled with `seed`; its first fifth is valid, the rest train."""
     out = []
@@ -104,7 +121,8 @@ def split_written(rows: list[dict], seed: int = 0, valid: float = 0.2) -> list[d
 
 
 def load_written(split: str, path: Path = WRITTEN) -> list[tuple[str, str]]:
-    """(text, sentiment) of the written service turns of one split ("train", "valid"):
+    """(text, sentiment) of the written service turns of one split ("train", "valid",
+    "train_hard"):
     complaints negative, requests neutral, praise positive."""
     with open(path, encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]
@@ -119,19 +137,19 @@ def main() -> None:
     p.add_argument("--banking77", type=Path, help="folder with train/test.csv")
     p.add_argument("--out", type=Path, default=PATH)
     p.add_argument("--written", type=Path, nargs="+", help="jsonl files of written turns")
+    p.add_argument("--hard", type=Path, nargs="*", default=[],
+                   help="with --written: jsonl files of hard cases, train only")
     args = p.parse_args()
     if args.written:
-        rows = [json.loads(line) for path in args.written
-                for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        seen: set[str] = set()
-        rows = [r for r in rows if not (r["text"] in seen or seen.add(r["text"]))]
         check = [i["text"].lower() for i in json.loads(CHECK_SET.read_text())["items"]]
-        kept = [r for r in rows if not near_check_set(r["text"], check)]
-        print(f"left out {len(rows) - len(kept)} turns near the check set")
-        rows = split_written(kept)
+        seen: set[str] = set()
+        rows = split_written(written_rows(args.written, check, seen))
+        valid = [r["text"].lower() for r in rows if r["split"] == "valid"]
+        rows += [{**r, "split": "train_hard"}
+                 for r in written_rows(args.hard, check + valid, seen)]
         WRITTEN.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
                            encoding="utf-8")
-        print({s: sum(r["split"] == s for r in rows) for s in ("train", "valid")})
+        print({s: sum(r["split"] == s for r in rows) for s in ("train", "valid", "train_hard")})
         return
     if not (args.clinc and args.domains and args.banking77):
         p.error("--clinc, --domains and --banking77 are required (or --written)")

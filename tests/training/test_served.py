@@ -186,9 +186,11 @@ def test_service_requests_are_neutral_held_out_and_complaints_are_negative():
 def test_written_turns_are_split_per_domain_and_kind_and_kept_off_the_check_set():
     from training import service
 
-    rows = [json.loads(line) for line in service.WRITTEN.read_text().splitlines()]
-    assert len({r["text"] for r in rows}) == len(rows) > 1000
-    assert len({r["domain"] for r in rows}) == 12
+    every = [json.loads(line) for line in service.WRITTEN.read_text().splitlines()]
+    assert len({r["text"] for r in every}) == len(every) > 1800
+    hard = [r for r in every if r["split"] == "train_hard"]  # the second batch: train only
+    rows = [r for r in every if r["split"] != "train_hard"]
+    assert len(hard) > 700 and len({r["domain"] for r in rows}) == 12
     for key in {(r["domain"], r["kind"]) for r in rows}:
         group = [r for r in rows if (r["domain"], r["kind"]) == key]
         valid = sum(r["split"] == "valid" for r in group)
@@ -196,10 +198,13 @@ def test_written_turns_are_split_per_domain_and_kind_and_kept_off_the_check_set(
     again = service.split_written([{k: v for k, v in r.items() if k != "split"} for r in rows])
     assert {r["text"]: r["split"] for r in again} == {r["text"]: r["split"] for r in rows}
     check = [i["text"].lower() for i in json.loads(service.CHECK_SET.read_text())["items"]]
-    assert not any(service.near_check_set(r["text"], check) for r in rows[::7])
-    labels = dict(service.load_written("train") + service.load_written("valid"))
-    assert {labels[r["text"]] for r in rows if r["kind"] == "complaint"} == {"negative"}
-    assert {labels[r["text"]] for r in rows if r["kind"] == "praise"} == {"positive"}
+    assert not any(service.near_check_set(r["text"], check) for r in every[::7])
+    held = check + [r["text"].lower() for r in rows if r["split"] == "valid"]
+    assert not any(service.near_check_set(r["text"], held) for r in hard[::7])
+    labels = dict(service.load_written("train") + service.load_written("valid")
+                  + service.load_written("train_hard"))
+    assert {labels[r["text"]] for r in every if r["kind"] == "complaint"} == {"negative"}
+    assert {labels[r["text"]] for r in every if r["kind"] == "praise"} == {"positive"}
 
 
 def test_temperature_scaling_recovers_a_known_temperature():
@@ -250,7 +255,7 @@ def test_thresholds_hold_precision_at_the_design_share_of_dissatisfied_turns():
     assert all(g["precision_lower"] < 0.6 for g in grid if g["recall"] == 1.0)
 
 
-def test_sentiment_rule_is_chosen_for_explicit_negatives_unless_requests_would_alert():
+def test_sentiment_rule_is_chosen_for_complaints_unless_either_set_of_requests_would_alert():
     from training.data import Dialogue, Utterance
     from training.evaluate import SingleTurns, choose_thresholds
 
@@ -265,17 +270,20 @@ def test_sentiment_rule_is_chosen_for_explicit_negatives_unless_requests_would_a
     def turns(sentiment: list[float]) -> SingleTurns:
         return SingleTurns(np.array(sentiment), np.array(sentiment))
 
-    negatives = turns([-0.3] * 50)  # plain complaints: mildly negative, never as low as -0.5
+    complaints = turns([-0.3] * 50)  # plain complaints: mildly negative, never as low as -0.5
     requests = turns([-0.1] * 90 + [0.2] * 10)
-    best, grid = choose_thresholds(valid, 0.5, {"requests": requests, "negatives": negatives})
+    quiet = turns([0.1] * 100)
+    sets = {"requests": requests, "written_requests": quiet, "complaints": complaints}
+    best, grid = choose_thresholds(valid, 0.5, sets)
     assert (best["level_threshold"], best["sentiment_threshold"]) == (-0.5, -0.3)
-    assert best["negatives_alerted"] == 1.0 and best["requests_alerted"] == 0.0
+    assert best["complaints_alerted"] == 1.0 and best["requests_alerted"] == 0.0
     assert any(g["sentiment_threshold"] == -0.1 and g["requests_alerted"] == 0.9 for g in grid)
-    # when a tenth of the requests read as negative as the complaints, the rule stays off
-    requests = turns([-0.35] * 10 + [0.2] * 90)
-    best, _ = choose_thresholds(valid, 0.5, {"requests": requests, "negatives": negatives})
-    assert best["sentiment_threshold"] == -2.0 and best["negatives_alerted"] == 0.0
-    assert best["level_threshold"] == -0.5 and best["recall"] == 1.0
+    # when a tenth of either set of requests reads as negative as the complaints, it stays off
+    loud = turns([-0.35] * 10 + [0.2] * 90)
+    for capped in ({**sets, "requests": loud}, {**sets, "written_requests": loud}):
+        best, _ = choose_thresholds(valid, 0.5, capped)
+        assert best["sentiment_threshold"] == -2.0 and best["complaints_alerted"] == 0.0
+        assert best["level_threshold"] == -0.5 and best["recall"] == 1.0
 
 
 def test_check_set_is_a_balanced_hand_written_set():

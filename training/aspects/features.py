@@ -25,7 +25,9 @@ def encoder():
 @torch.no_grad()
 def token_states(texts: list[str], batch: int = 64) -> list[torch.Tensor]:
     """[n_wordpieces, 384] fp16 per text (worker tokenisation: no padding, <= 128 tokens)."""
-    key = hashlib.sha1("\n".join(texts).encode()).hexdigest()[:16]
+    h = hashlib.sha1(SERVED.read_bytes())  # states of another encoder must never be reused
+    h.update("\n".join(texts).encode())
+    key = h.hexdigest()[:16]
     path = CACHE / "aspects" / f"tokens_{key}.pt"
     if path.exists():
         return torch.load(path)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from training.aspects import absa, decode, docs, features
 from training.aspects.head import HeadConfig, build, save
+from training.model import encoder_digest
 from training.paths import ROOT
 
 CHECKPOINT = ROOT / "training/checkpoints/aspects.pt"
@@ -145,7 +146,8 @@ def run_all(seeds: int, epochs: int, started: float) -> None:
                 best = (r["dev_mean"], head, cfg, kind, seed)
     assert best is not None
     _, head, cfg, kind, seed = best
-    save(CHECKPOINT, head, cfg, {"kind": kind, "seed": seed, "dev_mean": best[0]})
+    save(CHECKPOINT, head, cfg, {"kind": kind, "seed": seed, "dev_mean": best[0],
+                                 "encoder": encoder_digest(features.SERVED)})
     runs.write("head", {"train_sentences": len(data["train"]), "epochs": epochs,
                         "configs": {k: asdict(HeadConfig(kind=k)) for k in results},
                         "results": results, "served": {"kind": kind, "seed": seed}}, started)

@@ -19,8 +19,9 @@ from training.emotions.data import Split
 from training.emotions.glove import build_vocab
 from training.emotions.glove import encode as encode_words
 from training.emotions.model import DatnConfig
-from training.emotions.states import STATES, cached
+from training.emotions.states import SERVED, STATES, cached
 from training.emotions.train import Inputs, Labelled, TrainConfig, fit, predict
+from training.model import encoder_digest
 
 RUNS = STATES / "runs"
 EVAL = ("ec-test", "meld-test", "goemotions-test", "meld-dev", "goemotions-dev")
@@ -64,10 +65,14 @@ def evaluate(probs: dict[str, np.ndarray], data: dict[str, Split], tune_on: list
 
 
 def evaluate_saved(data: dict[str, Split]) -> dict[str, list[dict]]:
-    """Every saved run, evaluated with both threshold objectives: {run: [per seed]}."""
+    """Every saved run, evaluated with both threshold objectives: {run: [per seed]}. Token-state
+    runs of another encoder than the served one are left out."""
     out: dict[str, list[dict]] = {}
+    served = encoder_digest(SERVED)
     for path in sorted(RUNS.glob("*.json")):
         meta = json.loads(path.read_text())
+        if meta["config"]["input"] == "states" and meta.get("encoder") != served:
+            continue
         z = np.load(path.with_suffix(".npz"))
         probs = {k: z[k] for k in z.files}
         glove = meta["loss"] == "kl"
@@ -128,7 +133,8 @@ def run_states(seeds: tuple[int, ...], epochs: int, only: tuple[str, ...] = ()) 
         res = dict(run=name, seed=seed, tune_on=dev_sets, loss="bce", config=asdict(cfg),
                    train=asdict(tc), history=hist, seconds=round(time.time() - t0, 1),
                    train_sets=train_sets, train_rows=len(target.y),
-                   source_sentences=len(src_texts) if use_source else 0)
+                   source_sentences=len(src_texts) if use_source else 0,
+                   encoder=encoder_digest(SERVED))
         _save(f"{name}-s{seed}", res, probs)
         torch.save({"config": asdict(cfg), "state": model.state_dict()},
                    RUNS / f"{name}-s{seed}.pt")

@@ -80,6 +80,7 @@ def write_served(name: str, best: dict) -> dict:
     model = Datn(DatnConfig(**ckpt["config"]))
     model.load_state_dict(ckpt["state"])
     about = {"run": name, "seed": best["seed"], "train_sets": best["train_sets"],
+             "encoder": best["encoder"],
              "dev_conversational": round(conversational(best), 4),
              "thresholds_tuned_on": best["tune_on"],
              "thresholds_objective": "dev Jaccard accuracy over the known labels"}
