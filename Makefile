@@ -42,16 +42,19 @@ test: setup system-deps
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m pytest
 
-# the served model: fine-tune end to end (top2; CPU here, a GPU when present), then the GRU and
-# heads again with plain service requests over that encoder; export, evaluate (reports/)
+# the served model: fine-tune end to end (the encoder's upper 2 layers, GRU and heads; CPU here,
+# a GPU when present), the emotion and aspect heads again on its token states; export, evaluate
 train: setup
 	$(BIN)/python -m training.topics
-	$(BIN)/python -m training.finetune --rows top2 --seeds 0 --save .devstack/finetune \
-	    --out .devstack/finetune
-	cp .devstack/finetune/top2-0.pt training/checkpoints/top2.pt
-	$(BIN)/python -m training.finetune --rows step_reviews --seeds 0 --head-lr 2e-4 \
-	    --init training/checkpoints/top2.pt --save .devstack/finetune --out .devstack/finetune
-	cp .devstack/finetune/step_reviews-0.pt training/checkpoints/served.pt
+	$(BIN)/python -m training.finetune --rows top2_written_hard_x3_sent --seeds 0 \
+	    --save .devstack/finetune --out .devstack/finetune
+	cp .devstack/finetune/top2_written_hard_x3_sent-0.pt training/checkpoints/served.pt
+	$(BIN)/python -m training.emotions --part states --only states-ec+goemotions+meld \
+	    --seeds 0,1,2 --states-epochs 4
+	$(BIN)/python -m training.emotions --part report
+	$(BIN)/python -m training.aspects head uss report --seeds 1 --head-epochs 12
+	$(BIN)/python -m training.emotions.export model_repository
+	$(BIN)/python -m training.aspects.export model_repository
 	$(BIN)/python -m training.export --force
 	$(BIN)/python -m training.evaluate
 

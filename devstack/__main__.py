@@ -19,7 +19,13 @@ import signal
 import sys
 import time
 
-from devstack.replay import Outgoing, conversation_messages, pick_dialogues, replay
+from devstack.replay import (
+    Outgoing,
+    conversation_messages,
+    pick_dialogues,
+    replay,
+    service_dialogues,
+)
 from devstack.tail import tail
 from worker.settings import Settings
 
@@ -34,11 +40,11 @@ def say(msg: str) -> None:
 
 
 async def _demo_run(bootstrap: str, settings: Settings, conversations: int, speed: float) -> dict:
-    dialogues = pick_dialogues(conversations)
+    dialogues = pick_dialogues(conversations) + service_dialogues()
     messages = [conversation_messages(d, prefix="demo-") for d in dialogues]
     turns = sum(len(d.utterances) for d in dialogues)
-    say(f"replaying {len(dialogues)} conversations ({turns} turns, USS + MELD test dialogues) "
-        f"at {speed:g}x, interleaved; one malformed message goes in too")
+    say(f"replaying {len(dialogues)} conversations ({turns} turns: USS + MELD test dialogues and "
+        f"5 service chats) at {speed:g}x, interleaved; one malformed message goes in too")
     t0 = time.monotonic()
     tail_task = asyncio.create_task(
         tail(bootstrap, topics_of(settings), seconds=300, from_beginning=True, until=turns))

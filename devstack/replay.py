@@ -5,14 +5,16 @@ end-of-conversation event."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from training.data import Dialogue, load_meld, load_uss, uss_split
+from training.data import Dialogue, Utterance, load_meld, load_uss, uss_split
 from worker.records import now_iso
 
 
@@ -80,6 +82,15 @@ def pick_dialogues(n: int, sources: tuple[str, ...] = ("uss", "meld"), seed: int
             if p and len(picked) < n:
                 picked.append(p.pop())
     return picked
+
+
+SERVICE_DEMO = Path(__file__).parent / "examples" / "service_demo.json"
+
+
+def service_dialogues(path: Path = SERVICE_DEMO) -> list[Dialogue]:
+    """The demo's written service chats (devstack/examples/service_demo.json)."""
+    return [Dialogue(d["id"], tuple(Utterance(role, text) for role, text in d["turns"]))
+            for d in json.loads(path.read_text(encoding="utf-8"))["dialogues"]]
 
 
 async def replay(bootstrap: str, topic: str, conversations: list[list[Outgoing]],

@@ -509,13 +509,18 @@ def main() -> None:
 def headline(r: dict) -> dict:
     """The issue's summary keys (fractions 0-1, F1 and accuracy in %)."""
     about = step_parameter("about")
-    cpu = REPORTS / "served" / "finetune_cpu.json"
-    out = {"encoder": {"fine_tuned": True, "device": "gpu" if about.get("device", "cpu") != "cpu"
-                       else "cpu", "device_name": about.get("device"),
-                       "trained_layers": 2, "frozen_layers": 4,
-                       "train_minutes": r["finetune"].get("top2@gpu", {}).get("train_minutes"),
-                       "cpu_train_minutes": (json.loads(cpu.read_text())["runs"][0]
-                                             ["train_minutes"] if cpu.exists() else None)},
+    served = [run for path in sorted((REPORTS / "served").glob("finetune_*.json"))
+              for run in json.loads(path.read_text())["runs"]
+              if (run["row"], run["seed"]) == (about.get("row"), about.get("seed"))]
+    run = served[0] if served else {}
+    out = {"encoder": {"fine_tuned": True, "row": about.get("row"), "seed": about.get("seed"),
+                       "device": "gpu" if about.get("device", "cpu") != "cpu" else "cpu",
+                       "device_name": about.get("device"),
+                       "trained_layers": 6 - run["frozen_layers"] if run else None,
+                       "frozen_layers": run.get("frozen_layers"),
+                       "train_minutes": run.get("train_minutes"),
+                       "top2_gpu_train_minutes": r["finetune"].get("top2@gpu", {}).get(
+                           "train_minutes")},
            "calibration": {"head": "satisfaction", **{
                k: r["calibration"]["heads"]["satisfaction"][k]
                for k in ("ece_before", "ece_after")}, "heads": r["calibration"]["heads"]}}

@@ -13,14 +13,14 @@ from worker.state import ConversationState
 class AlertRules:
     # defaults: "chosen" in reports/alert_thresholds.json (python -m training.evaluate, on
     # validation: the USS precision's one-sided 95 % lower bound >= 0.6, at most 5 % of plain
-    # requests alerted, then the highest mean recall of dissatisfied turns and plain complaints)
-    level_threshold: float = -0.4  # a customer turn at or below this score alerts
-    negative_threshold: float = -0.2  # a customer turn at or below this counts as negative
+    # requests alerted, then the highest mean recall of dissatisfied turns and service complaints)
+    level_threshold: float = -0.45  # a customer turn at or below this score alerts
+    negative_threshold: float = -0.25  # a customer turn at or below this counts as negative
     streak: int = 3  # this many negative customer turns in a row alert
     drop: float = 9.0  # a fall of this much below the running score alerts (9: off)
     # a customer turn whose sentiment (P(positive) - P(negative)) is at or below this alerts,
     # whatever its satisfaction: a plain complaint (-2: off)
-    sentiment_threshold: float = -0.3
+    sentiment_threshold: float = -0.2
     cooldown_turns: int = 3  # customer turns after an alert during which no new alert is raised
     ewma_alpha: float = 0.4  # weight of the newest turn in the running score
     trend_window: int = 5  # customer turns the trend slope is fitted on

@@ -69,11 +69,12 @@ def judged(uss: dict) -> tuple[list[dict], dict]:
     marks = {}
     if path.exists():
         for j in json.loads(path.read_text()):
-            marks[(j["corpus"], j["dialogue"], j["turn"], j["start"], j["end"])] = j
+            marks[(j["corpus"], j["dialogue"], j["turn"], j["start"], j["end"],
+                   j["polarity"])] = j
     rows = []
     for t in uss["turns"]:
         for s in t["spans"]:
-            key = (t["corpus"], t["dialogue"], t["turn"], s["start"], s["end"])
+            key = (t["corpus"], t["dialogue"], t["turn"], s["start"], s["end"], s["polarity"])
             j = marks.get(key, {})
             rows.append({**t, "span": s, "accept": j.get("accept"),
                          "aspect_ok": j.get("aspect_ok"), "note": j.get("note", "")})
