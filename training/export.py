@@ -40,10 +40,9 @@ from training.data import (
 )
 from training.encoder import embed_texts
 from training.model import HEADS, ChatModel, Encoder, Step, load
-from training.paths import MODEL_REPOSITORY, REPORTS, ROOT, minilm_dir
+from training.paths import MODEL_REPOSITORY, REPORTS, SERVED, minilm_dir
 from training.pbtxt import model_config
 
-CHECKPOINT = ROOT / "training/checkpoints/served.pt"
 STEP_NAME = "step"
 TOP_WORDS = 5
 
@@ -213,7 +212,7 @@ def calibrate(model: ChatModel, encoder_onnx: Path) -> tuple[dict[str, float], d
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", type=Path, default=CHECKPOINT)
+    p.add_argument("--checkpoint", type=Path, default=SERVED)
     p.add_argument("--repo", type=Path, default=MODEL_REPOSITORY)
     p.add_argument("--encoder-only", action="store_true")
     p.add_argument("--force", action="store_true", help="export the encoder even if it exists")

@@ -11,6 +11,7 @@ MODEL_REPOSITORY = ROOT / "model_repository"
 CACHE = ROOT / "training" / "cache"
 REPORTS = ROOT / "reports"
 CHECK_SET = ROOT / "training" / "check_set.json"  # hand-written, evaluation only
+SERVED = ROOT / "training" / "checkpoints" / "served.pt"  # the served row: encoder, GRU, heads
 
 
 def minilm_dir() -> Path:

@@ -9,9 +9,7 @@ from functools import cache
 import torch
 
 from training.aspects import absa
-from training.paths import CACHE, ROOT, minilm_dir
-
-SERVED = ROOT / "training/checkpoints/served.pt"
+from training.paths import CACHE, SERVED, minilm_dir
 
 
 @cache

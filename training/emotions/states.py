@@ -13,10 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from training.paths import CACHE, ROOT, minilm_dir
+from training.paths import CACHE, SERVED, minilm_dir
 from worker.tokenizer import TurnTokenizer, default_tokenizer_path
 
-SERVED = ROOT / "training/checkpoints/served.pt"
 STATES = CACHE / "emotions"
 MAX_TOKENS = 128
 
